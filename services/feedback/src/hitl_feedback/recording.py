@@ -1,0 +1,134 @@
+"""The record_feedback job: turn one human decision into a measurement of the AI."""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+from hitl_shared.db.models import (
+    AIResult,
+    FeedbackRecord,
+    ReviewDecision,
+    ReviewTask,
+    RoutingDecision,
+    Workflow,
+)
+from hitl_shared.db.types import UTCDateTime, utcnow
+from hitl_shared.jobs import RECORD_FEEDBACK
+from hitl_shared.lifecycle import Outcome, TaskStatus
+from hitl_shared.metrics import (
+    AI_AGREEMENT,
+    REVIEW_ACTIVE_SECONDS,
+    REVIEW_DECISIONS,
+    REVIEW_QUEUE_OLDEST,
+    REVIEW_QUEUE_OPEN,
+    REVIEW_SECONDS_PER_KCHAR,
+)
+from hitl_shared.runtime import Runtime
+from hitl_shared.work import Work
+
+
+def _label(output: dict[str, object] | None) -> str | None:
+    if not output:
+        return None
+    value = output.get("label")
+    return value if isinstance(value, str) else None
+
+
+async def record_feedback(work: Work, runtime: Runtime, decision_id: str) -> None:
+    session = work.session
+    did = uuid.UUID(decision_id)
+    exists = await session.scalar(
+        sa.select(FeedbackRecord.id).where(FeedbackRecord.decision_id == did)
+    )
+    if exists is not None:
+        return  # already recorded: a repeated message
+    decision = await session.get(ReviewDecision, did)
+    if decision is None:
+        return
+    task = await session.get(ReviewTask, decision.task_id)
+    ai = (
+        await session.execute(sa.select(AIResult).where(AIResult.item_id == decision.item_id))
+    ).scalar_one_or_none()
+    routing = (
+        await session.execute(
+            sa.select(RoutingDecision).where(RoutingDecision.item_id == decision.item_id)
+        )
+    ).scalar_one_or_none()
+    assert task is not None
+    ai_label = _label(ai.output if ai else None)
+    final_label = _label(decision.output) if decision.outcome != Outcome.REJECTED.value else None
+    ai_correct: bool | None
+    if decision.outcome == Outcome.APPROVED.value:
+        ai_correct = ai_label is not None
+        final_label = final_label or ai_label
+    elif decision.outcome == Outcome.EDITED.value:
+        ai_correct = ai_label is not None and ai_label == final_label
+    else:
+        ai_correct = False if ai_label is not None else None
+    record = FeedbackRecord(
+        decision_id=decision.id,
+        item_id=decision.item_id,
+        workflow_id=task.workflow_id,
+        level=routing.level if routing else task.level,
+        outcome=decision.outcome,
+        ai_correct=ai_correct,
+        ai_label=ai_label,
+        final_label=final_label,
+        confidence=ai.confidence if ai else None,
+        active_seconds=decision.active_seconds,
+        read_chars=decision.read_chars,
+    )
+    session.add(record)
+    await session.flush()
+    wf = (
+        await session.scalar(sa.select(Workflow.name).where(Workflow.id == task.workflow_id))
+        or "unknown"
+    )
+    REVIEW_DECISIONS.labels(wf, record.level, record.outcome).inc()
+    REVIEW_ACTIVE_SECONDS.labels(wf, record.level, record.outcome).observe(record.active_seconds)
+    if record.outcome == Outcome.APPROVED.value and record.read_chars > 0:
+        REVIEW_SECONDS_PER_KCHAR.labels(wf, record.level).observe(
+            record.active_seconds / (record.read_chars / 1000)
+        )
+    if ai_correct is not None:
+        AI_AGREEMENT.labels(wf, record.level, "true" if ai_correct else "false").inc()
+
+
+async def sweep_unrecorded(work: Work, runtime: Runtime) -> int:
+    ids = (
+        await work.session.scalars(
+            sa.select(ReviewDecision.id)
+            .outerjoin(FeedbackRecord, FeedbackRecord.decision_id == ReviewDecision.id)
+            .where(FeedbackRecord.id.is_(None))
+            .limit(1000)
+        )
+    ).all()
+    for decision_id in ids:
+        work.enqueue(RECORD_FEEDBACK, decision_id)
+    return len(ids)
+
+
+async def refresh_queue_gauges(work: Work, runtime: Runtime) -> int:
+    """Review load for Prometheus: open tasks and the age of the oldest, per workflow and level."""
+    rows = (
+        await work.session.execute(
+            sa.select(
+                Workflow.name,
+                ReviewTask.level,
+                sa.func.count(),
+                sa.type_coerce(sa.func.min(ReviewTask.created_at), UTCDateTime),
+            )
+            .join(Workflow, Workflow.id == ReviewTask.workflow_id)
+            .where(ReviewTask.status.in_([TaskStatus.OPEN.value, TaskStatus.CLAIMED.value]))
+            .group_by(Workflow.name, ReviewTask.level)
+        )
+    ).all()
+    now = utcnow()
+    REVIEW_QUEUE_OPEN.clear()
+    REVIEW_QUEUE_OLDEST.clear()
+    for name, level, count, oldest in rows:
+        REVIEW_QUEUE_OPEN.labels(name, level).set(count)
+        if oldest is not None:
+            REVIEW_QUEUE_OLDEST.labels(name, level).set((now - oldest).total_seconds())
+    return 0

@@ -1,0 +1,65 @@
+"""Figures computed from feedback records, with honest uncertainty."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import sqlalchemy as sa
+from hitl_shared.db.models import FeedbackRecord, Workflow
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a proportion; (0, 1) when there is no data."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+async def workflow_summaries(session: AsyncSession) -> list[dict[str, Any]]:
+    rows = (
+        await session.execute(
+            sa.select(
+                Workflow.name,
+                FeedbackRecord.level,
+                FeedbackRecord.outcome,
+                FeedbackRecord.ai_correct,
+                FeedbackRecord.active_seconds,
+            ).join(Workflow, Workflow.id == FeedbackRecord.workflow_id)
+        )
+    ).all()
+    by_wf: dict[str, dict[str, Any]] = {}
+    for name, level, outcome, correct, seconds in rows:
+        wf = by_wf.setdefault(
+            name, {"workflow": name, "decisions": 0, "outcomes": {}, "levels": {}, "_t": []}
+        )
+        wf["decisions"] += 1
+        wf["outcomes"][outcome] = wf["outcomes"].get(outcome, 0) + 1
+        lv = wf["levels"].setdefault(level, {"decisions": 0, "ai_correct": 0, "judged": 0})
+        lv["decisions"] += 1
+        if correct is not None:
+            lv["judged"] += 1
+            lv["ai_correct"] += int(bool(correct))
+        wf["_t"].append(seconds)
+    out = []
+    for wf in by_wf.values():
+        for lv in wf["levels"].values():
+            low, high = wilson_interval(lv["ai_correct"], lv["judged"])
+            lv["ai_accuracy"] = lv["ai_correct"] / lv["judged"] if lv["judged"] else None
+            lv["ai_accuracy_95ci"] = [round(low, 4), round(high, 4)]
+        wf["median_active_seconds"] = median(wf.pop("_t"))
+        out.append(wf)
+    return sorted(out, key=lambda w: w["workflow"])

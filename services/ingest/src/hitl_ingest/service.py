@@ -1,0 +1,13 @@
+"""The ingest service: the public API integrations send items to."""
+
+from hitl_shared.service import ServiceSpec
+
+from hitl_ingest.endpoints import build_router
+
+service = ServiceSpec(
+    name="ingest",
+    description="Public API: integrations send items and read results",
+    default_port=8001,
+    http_router=build_router,
+    mount_order=10,
+)

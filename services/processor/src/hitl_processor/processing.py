@@ -1,0 +1,92 @@
+"""The process_item job: run the workflow's AI task on one item, then hand it to the router."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+
+import sqlalchemy as sa
+from hitl_shared.db.models import AIResult, Item, Workflow
+from hitl_shared.db.types import utcnow
+from hitl_shared.jobs import PROCESS_ITEM, ROUTE_ITEM
+from hitl_shared.lifecycle import ItemStatus, transition
+from hitl_shared.metrics import AI_CONFIDENCE, AI_LATENCY, AI_RESULTS, SWEEP_REQUEUED
+from hitl_shared.runtime import Runtime
+from hitl_shared.work import Work
+from hitl_shared.workflows.store import config_for
+
+from hitl_processor.providers.base import AIOutcome, Provider
+from hitl_processor.providers.local import LocalProvider
+from hitl_processor.text import item_text, safety_flags
+
+log = logging.getLogger(__name__)
+
+PROVIDERS: dict[str, Provider] = {"local": LocalProvider()}
+
+
+async def process_item(work: Work, runtime: Runtime, item_id: str) -> None:
+    session = work.session
+    item = await session.get(Item, uuid.UUID(item_id), with_for_update=True)
+    if item is None or item.status != ItemStatus.RECEIVED.value:
+        return  # already processed (a repeated message) or cancelled
+    config = await config_for(session, item.workflow_id, item.workflow_version)
+    workflow_name = await session.scalar(
+        sa.select(Workflow.name).where(Workflow.id == item.workflow_id)
+    )
+    text = item_text(config, item.input)
+    provider = PROVIDERS[config.provider.name]
+    try:
+        outcome = await provider.run(work, runtime, item.workflow_id, config, text)
+    except Exception as exc:
+        # The item still reaches a human, who does the task without an AI hint.
+        log.exception("provider %s failed on item %s", provider.name, item.id)
+        outcome = AIOutcome(
+            output={},
+            raw_confidence=0.0,
+            confidence=0.0,
+            provider=provider.name,
+            model="",
+            flags=["ai_failed"],
+            error=f"The AI could not process this item ({type(exc).__name__}); "
+            "please do the task by hand.",
+        )
+    outcome.flags = sorted(set(outcome.flags) | set(safety_flags(text)))
+    session.add(
+        AIResult(
+            item_id=item.id,
+            output=outcome.output,
+            raw_confidence=outcome.raw_confidence,
+            confidence=outcome.confidence,
+            provider=outcome.provider,
+            model=outcome.model,
+            prompt_version=outcome.prompt_version,
+            latency_ms=outcome.latency_ms,
+            flags=outcome.flags,
+            error=outcome.error,
+        )
+    )
+    transition(item, ItemStatus.PROCESSED)
+    item.updated_at = utcnow()
+    work.enqueue(ROUTE_ITEM, item.id)
+    wf = workflow_name or "unknown"
+    AI_RESULTS.labels(wf, outcome.provider, "error" if outcome.error else "ok").inc()
+    AI_CONFIDENCE.labels(wf).observe(outcome.confidence)
+    AI_LATENCY.labels(wf, outcome.provider).observe(outcome.latency_ms / 1000)
+
+
+async def sweep_received(work: Work, runtime: Runtime) -> int:
+    """Items accepted but never processed (a lost wake-up, a crashed worker) get another go."""
+    cutoff = utcnow() - timedelta(seconds=runtime.settings.stuck_after_seconds)
+    ids = (
+        await work.session.scalars(
+            sa.select(Item.id)
+            .where(Item.status == ItemStatus.RECEIVED.value, Item.updated_at < cutoff)
+            .order_by(Item.updated_at)
+            .limit(1000)
+        )
+    ).all()
+    for item_id in ids:
+        work.enqueue(PROCESS_ITEM, item_id)
+    SWEEP_REQUEUED.labels(PROCESS_ITEM).inc(len(ids))
+    return len(ids)

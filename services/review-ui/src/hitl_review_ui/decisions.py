@@ -1,0 +1,176 @@
+"""What a reviewer sees for a task, and what their decision does to the item."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from hitl_shared.audit import record
+from hitl_shared.db.models import (
+    AIResult,
+    Delivery,
+    Item,
+    ReviewDecision,
+    ReviewTask,
+    RoutingDecision,
+    Workflow,
+)
+from hitl_shared.db.types import utcnow
+from hitl_shared.jobs import DELIVER_WEBHOOK, RECORD_FEEDBACK
+from hitl_shared.lifecycle import ItemStatus, Outcome, TaskStatus, transition
+from hitl_shared.public import item_view, webhook_payload
+from hitl_shared.work import Work
+from hitl_shared.workflows.config import WorkflowConfig
+from hitl_shared.workflows.store import config_for
+from sqlalchemy.ext.asyncio import AsyncSession
+
+REJECT_REASONS = {
+    "wrong_input": "The input is not something this workflow should handle",
+    "spam": "Spam or abuse",
+    "duplicate": "Duplicate of another item",
+    "insufficient_information": "Not enough information to decide",
+    "other": "Other (explain in the note)",
+}
+
+
+class DecisionError(Exception):
+    """A decision that cannot be taken; the message is shown to the reviewer."""
+
+
+@dataclass
+class ReviewContext:
+    task: ReviewTask
+    item: Item
+    workflow: str
+    config: WorkflowConfig
+    ai: AIResult | None
+    routing: RoutingDecision | None
+
+    @property
+    def text(self) -> str:
+        parts = [
+            str(self.item.input.get(name))
+            for name in self.config.text_fields
+            if self.item.input.get(name) is not None
+        ]
+        return "\n\n".join(parts)
+
+    @property
+    def other_fields(self) -> dict[str, Any]:
+        return {k: v for k, v in self.item.input.items() if k not in self.config.text_fields}
+
+    @property
+    def ai_label(self) -> str | None:
+        if self.ai is None:
+            return None
+        label = self.ai.output.get("label")
+        return label if isinstance(label, str) else None
+
+
+async def load_context(session: AsyncSession, task_id: uuid.UUID) -> ReviewContext | None:
+    task = await session.get(ReviewTask, task_id)
+    if task is None:
+        return None
+    item = await session.get(Item, task.item_id)
+    assert item is not None
+    name = await session.scalar(sa.select(Workflow.name).where(Workflow.id == item.workflow_id))
+    ai = (
+        await session.execute(sa.select(AIResult).where(AIResult.item_id == item.id))
+    ).scalar_one_or_none()
+    routing = (
+        await session.execute(sa.select(RoutingDecision).where(RoutingDecision.item_id == item.id))
+    ).scalar_one_or_none()
+    config = await config_for(session, item.workflow_id, item.workflow_version)
+    return ReviewContext(task, item, name or "", config, ai, routing)
+
+
+async def decide(
+    work: Work,
+    ctx: ReviewContext,
+    reviewer_id: uuid.UUID,
+    reviewer_name: str,
+    action: str,
+    label: str | None,
+    reason_code: str | None,
+    note: str,
+    active_ms: int | None,
+) -> ReviewDecision:
+    session = work.session
+    task = ctx.task
+    now = utcnow()
+    if task.status != TaskStatus.CLAIMED.value or task.claimed_by != reviewer_id:
+        raise DecisionError(
+            "This item is no longer assigned to you (its lock expired or it was decided); "
+            "it has gone back to the queue."
+        )
+    output: dict[str, Any] | None
+    if action == "approve":
+        if ctx.ai_label is None:
+            raise DecisionError("There is no AI answer to approve here: choose a label.")
+        if task.level == "manual":
+            raise DecisionError(
+                "At manual level the AI answer is only a hint: choose the answer yourself."
+            )
+        outcome = Outcome.APPROVED
+        output = {"label": ctx.ai_label}
+    elif action == "edit":
+        if label not in ctx.config.label_names:
+            raise DecisionError(f"Choose one of the labels: {', '.join(ctx.config.label_names)}.")
+        outcome = Outcome.APPROVED if label == ctx.ai_label else Outcome.EDITED
+        output = {"label": label}
+    elif action == "reject":
+        if reason_code not in REJECT_REASONS:
+            raise DecisionError("Choose a reason for rejecting this item.")
+        if reason_code == "other" and not note.strip():
+            raise DecisionError("Say in the note why you reject this item.")
+        outcome = Outcome.REJECTED
+        output = None
+    else:
+        raise DecisionError(f"Unknown action {action!r}.")
+
+    elapsed = (now - task.claimed_at).total_seconds() if task.claimed_at else 0.0
+    # The page measures active, visible time; it can never exceed the time the task was held.
+    active = elapsed if active_ms is None else min(max(active_ms / 1000, 0.0), elapsed)
+    reason = REJECT_REASONS.get(reason_code or "", "") if outcome == Outcome.REJECTED else ""
+    if note.strip():
+        reason = f"{reason}: {note.strip()}" if reason else note.strip()
+    decision = ReviewDecision(
+        task_id=task.id,
+        item_id=ctx.item.id,
+        reviewer_id=reviewer_id,
+        outcome=outcome.value,
+        output=output,
+        reason=reason[:4000],
+        active_seconds=round(active, 3),
+        read_chars=len(ctx.text),
+    )
+    session.add(decision)
+    task.status = TaskStatus.DONE.value
+    task.completed_at = now
+    task.lock_expires_at = None
+    transition(ctx.item, ItemStatus.COMPLETED)
+    ctx.item.completed_at = now
+    ctx.item.updated_at = now
+    await session.flush()
+    await record(
+        session,
+        reviewer_name,
+        f"item.{outcome.value}",
+        ctx.item.id,
+        {"task": str(task.id), "level": task.level, "output": output, "reason": reason},
+    )
+    work.enqueue(RECORD_FEEDBACK, decision.id)
+    if ctx.item.callback_url:
+        view = await item_view(session, ctx.item)
+        delivery = Delivery(
+            item_id=ctx.item.id,
+            event_type="item.completed",
+            url=ctx.item.callback_url,
+            payload=webhook_payload(view, "item.completed", now),
+        )
+        session.add(delivery)
+        await session.flush()
+        work.enqueue(DELIVER_WEBHOOK, delivery.id)
+    return decision

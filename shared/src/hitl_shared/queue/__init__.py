@@ -1,0 +1,3 @@
+from hitl_shared.queue.base import Queue
+
+__all__ = ["Queue"]

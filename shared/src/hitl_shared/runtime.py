@@ -1,0 +1,57 @@
+"""Per-process runtime: settings, database, queue. Created once at start-up, closed at shutdown."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from hitl_shared.db.engine import create_engine, create_sessionmaker
+from hitl_shared.queue.base import Queue
+from hitl_shared.settings import Settings
+from hitl_shared.work import Work, unit_of_work
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    queue: Queue
+    # Caches owned by services (a loaded model, an API-key cache), keyed by the service.
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def work(self) -> Any:
+        return unit_of_work(self.sessionmaker, self.queue)
+
+    async def database_ready(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            log.warning("database check failed", exc_info=True)
+            return False
+
+    async def close(self) -> None:
+        await self.queue.close()
+        await self.engine.dispose()
+
+
+async def create_runtime(
+    settings: Settings, application_name: str, queue: Queue | None = None
+) -> Runtime:
+    engine = create_engine(settings.resolved_database_url(), application_name=application_name)
+    if queue is None:
+        from hitl_shared.queue.arq_backend import ArqQueue
+
+        queue = await ArqQueue.connect(settings.redis_url, settings.queue_prefix)
+    return Runtime(settings, engine, create_sessionmaker(engine), queue)
+
+
+__all__ = ["Runtime", "Work", "create_runtime"]

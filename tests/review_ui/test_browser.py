@@ -1,0 +1,191 @@
+"""The review UI in real Chromium (Playwright), against `hitl up` running as a process."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.processes import Processes, free_port
+from tests.support import ADMIN_PASSWORD, API_KEY, unavailable
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[str]:
+    port = free_port()
+    procs = Processes(
+        {
+            "HITL_BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "HITL_BOOTSTRAP_API_KEY": API_KEY,
+            "HITL_DATABASE_URL": "",
+            "HITL_DEMO_ITEMS": "false",
+            "HITL_DATA_DIR": str(tmp_path / "data"),
+        },
+        tmp_path,
+    )
+    procs.start("up", "up", "--port", str(port))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        procs.wait_http(f"{base}/readyz")
+        procs.run("users", "users", "create", "bob", "--password", "bob-password-1")
+        yield base
+    finally:
+        procs.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[object]:
+    if not Path(CHROMIUM).exists():
+        unavailable("Chromium (/usr/bin/chromium; apt-get install chromium)")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        await b.close()
+
+
+def send(base: str, body: str, priority: int, workflow: str = "support-triage") -> str:
+    r = httpx.post(
+        f"{base}/v1/items",
+        json={
+            "workflow": workflow,
+            "input": {"subject": "Ticket", "body": body},
+            "priority": priority,
+        },
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
+    assert r.status_code == 202, r.text
+    return str(r.json()["id"])
+
+
+def item(base: str, item_id: str) -> dict[str, object]:
+    r = httpx.get(f"{base}/v1/items/{item_id}", headers={"Authorization": f"Bearer {API_KEY}"})
+    return dict(r.json())
+
+
+async def wait_in_review(base: str, ids: list[str]) -> None:
+    import asyncio
+
+    for _ in range(200):
+        if all(item(base, i)["status"] == "in_review" for i in ids):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("items did not reach review")
+
+
+async def sign_in(page, base: str, user: str, password: str) -> None:  # type: ignore[no-untyped-def]
+    await page.goto(f"{base}/")
+    assert page.url.endswith("/login")
+    await page.fill("input[name=username]", user)
+    await page.fill("input[name=password]", password)
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(f"{base}/")
+
+
+async def test_keyboard_only_review_and_inert_html(server: str, browser) -> None:  # type: ignore[no-untyped-def]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    hostile = (
+        "<script>alert('pwned')</script><img src=x onerror=alert(1)> <b>bold?</b> refund please"
+    )
+    first = send(server, hostile, priority=100)
+    second = send(server, "The mobile app shows a blank screen after login.", priority=50)
+    third = send(server, "My parcel never arrived, tracking says delivered.", priority=10)
+    await wait_in_review(server, [first, second, third])
+
+    page = await browser.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: dialogs.append(d.message))
+    await sign_in(page, server, "admin", ADMIN_PASSWORD)
+    await page.screenshot(path=str(SHOTS / "inbox.png"), full_page=True)
+    assert await page.locator("table.queues").count() == 1
+
+    await page.click("#start-all")
+    await page.wait_for_url("**/tasks/**")
+    # Untrusted content is shown as text, never run or rendered as HTML.
+    text = await page.locator("#item-text").inner_text()
+    assert "<script>alert('pwned')</script>" in text
+    assert await page.locator("#item-text img").count() == 0
+    assert await page.locator("#item-text b").count() == 0
+    await page.screenshot(path=str(SHOTS / "review.png"), full_page=True)
+
+    # `?` shows the keys; Escape closes the help again.
+    await page.keyboard.press("?")
+    assert await page.locator("#keys-help").is_visible()
+    await page.screenshot(path=str(SHOTS / "keys-help.png"))
+    await page.keyboard.press("Escape")
+
+    # Keyboard only: choose label 1 (billing) and save; the next item appears at once.
+    url = page.url
+    await page.keyboard.press("1")
+    await page.keyboard.press("e")
+    await page.wait_for_url(lambda u: u != url and "/tasks/" in u)
+    assert "blank screen" in await page.locator("#item-text").inner_text()
+
+    # r opens the reject box with the reason focused; choose one and submit with the keyboard.
+    url = page.url
+    await page.keyboard.press("r")
+    await page.select_option("#reason-code", "insufficient_information")
+    await page.focus("#reject")
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(lambda u: u != url)
+
+    # j moves to the next label; e saves it.
+    assert "parcel" in await page.locator("#item-text").inner_text()
+    await page.keyboard.press("4")
+    await page.keyboard.press("e")
+    await page.wait_for_url(f"{server}/?msg=empty")
+    assert "Nothing left" in await page.locator(".flash").inner_text()
+    assert dialogs == []
+
+    assert item(server, first)["decision"]["output"] == {"label": "billing"}  # type: ignore[index]
+    assert item(server, second)["decision"]["outcome"] == "rejected"  # type: ignore[index]
+    assert item(server, third)["decision"]["output"] == {"label": "shipping"}  # type: ignore[index]
+
+
+async def test_two_reviewers_get_different_items_and_forged_posts_fail(
+    server: str, browser
+) -> None:  # type: ignore[no-untyped-def]
+    ids = [send(server, f"Invoice question number {n}", priority=n) for n in range(2)]
+    await wait_in_review(server, ids)
+    admin_ctx = await browser.new_context()
+    bob_ctx = await browser.new_context()
+    admin, bob = await admin_ctx.new_page(), await bob_ctx.new_page()
+    await sign_in(admin, server, "admin", ADMIN_PASSWORD)
+    await sign_in(bob, server, "bob", "bob-password-1")
+    await admin.click("#start-all")
+    await admin.wait_for_url("**/tasks/**")
+    await bob.click("#start-all")
+    await bob.wait_for_url("**/tasks/**")
+    assert admin.url.split("/tasks/")[1] != bob.url.split("/tasks/")[1]
+    a_text = await admin.locator("#item-text").inner_text()
+    b_text = await bob.locator("#item-text").inner_text()
+    assert a_text != b_text
+
+    # A form post without the CSRF token (as a forged cross-site form would be) is refused.
+    status = await bob.evaluate(
+        """async () => {
+            const r = await fetch('/queue/start', {method: 'POST',
+              headers: {'content-type': 'application/x-www-form-urlencoded'}, body: 'workflow='});
+            return r.status;
+        }"""
+    )
+    assert status == 403
+    await admin_ctx.close()
+    await bob_ctx.close()
