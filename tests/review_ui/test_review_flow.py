@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import httpx
 import sqlalchemy as sa
-from hitl_shared.db.models import Delivery, FeedbackRecord, ReviewDecision, ReviewTask
-from hitl_shared.db.types import utcnow
 from standardwebhooks import Webhook
 
+from hitl_shared.db.models import Delivery, FeedbackRecord, ReviewDecision, ReviewTask
+from hitl_shared.db.types import utcnow
 from tests.conftest import System
 from tests.support import ADMIN_PASSWORD, ScriptedReviewer, WebhookReceiver
 

@@ -1,4 +1,5 @@
 import pytest
+
 from hitl_router.policy import choose_level
 from hitl_shared.workflows.config import Routing, Thresholds
 

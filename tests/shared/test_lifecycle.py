@@ -1,4 +1,5 @@
 import pytest
+
 from hitl_shared.lifecycle import (
     PUBLIC_STATUS,
     TRANSITIONS,

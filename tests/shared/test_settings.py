@@ -1,6 +1,7 @@
 import pytest
-from hitl_shared.settings import Settings
 from pydantic import ValidationError
+
+from hitl_shared.settings import Settings
 
 
 def test_production_refuses_the_placeholder_secret() -> None:

@@ -1,7 +1,8 @@
 import json
 
-from hitl_shared.webhooks import headers
 from standardwebhooks import Webhook
+
+from hitl_shared.webhooks import headers
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 

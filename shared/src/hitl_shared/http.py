@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hitl_shared.metrics import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from hitl_shared.metrics import CONTENT_TYPE_LATEST, INGEST_REJECTED, REGISTRY, generate_latest
 from hitl_shared.runtime import Runtime
 from hitl_shared.work import Work
 
@@ -103,6 +103,7 @@ class BodySizeLimit:
             await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
+        INGEST_REJECTED.labels("413").inc()
         response = JSONResponse(
             error_body(
                 "body_too_large",
@@ -122,9 +123,15 @@ async def _noop_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
+def _count_rejection(request: Request, status: int) -> None:
+    if request.url.path.startswith("/v1/items") and request.method == "POST":
+        INGEST_REJECTED.labels(str(status)).inc()
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        _count_rejection(request, exc.status)
         return JSONResponse(
             error_body(exc.code, exc.message, exc.fields),
             status_code=exc.status,
@@ -132,7 +139,8 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        _count_rejection(request, 422)
         fields = _validation_fields(exc)
         summary = "; ".join(f"{f['path']}: {f['message']}" for f in fields[:5])
         return JSONResponse(
@@ -153,7 +161,7 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 

@@ -102,6 +102,22 @@ async def item_view(session: AsyncSession, item: Item) -> ItemView:
     )
 
 
+def pending_view(item: Item, workflow: str) -> ItemView:
+    return ItemView(
+        id=str(item.id),
+        workflow=workflow,
+        workflow_version=item.workflow_version,
+        status=PUBLIC_STATUS[ItemStatus(item.status)],  # type: ignore[arg-type]
+        external_id=item.external_id,
+        priority=item.priority,
+        created_at=item.created_at,
+        updated_at=item.updated_at,
+        ai=AIView(),
+        review=ReviewView(),
+        decision=DecisionView(),
+    )
+
+
 def webhook_payload(view: ItemView, event_type: str, timestamp: datetime) -> dict[str, Any]:
     return {
         "type": event_type,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from hitl_shared.api_auth import ClientDep
-from hitl_shared.http import WorkDep
 
 from hitl_feedback.stats import workflow_summaries
+from hitl_shared.api_auth import ClientDep
+from hitl_shared.http import WorkDep
 
 
 def build_router() -> APIRouter:

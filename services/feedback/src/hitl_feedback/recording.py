@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import sqlalchemy as sa
+
 from hitl_shared.db.models import (
     AIResult,
     FeedbackRecord,

@@ -1,10 +1,9 @@
 """The feedback service: records every human decision and serves the figures."""
 
-from hitl_shared.jobs import RECORD_FEEDBACK
-from hitl_shared.service import ServiceSpec
-
 from hitl_feedback.endpoints import build_router
 from hitl_feedback.recording import record_feedback, refresh_queue_gauges, sweep_unrecorded
+from hitl_shared.jobs import RECORD_FEEDBACK
+from hitl_shared.service import ServiceSpec
 
 service = ServiceSpec(
     name="feedback",

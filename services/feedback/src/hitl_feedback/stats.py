@@ -6,8 +6,9 @@ import math
 from typing import Any
 
 import sqlalchemy as sa
-from hitl_shared.db.models import FeedbackRecord, Workflow
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from hitl_shared.db.models import FeedbackRecord, Workflow
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:

@@ -7,16 +7,16 @@ from typing import Annotated
 import sqlalchemy as sa
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
+
+from hitl_ingest import items
+from hitl_ingest.schemas import ItemCreate, WorkflowView
 from hitl_shared.api_auth import ClientDep
 from hitl_shared.audit import record
 from hitl_shared.db.models import ReviewTask
 from hitl_shared.db.types import utcnow
 from hitl_shared.http import ApiError, RuntimeDep, WorkDep
 from hitl_shared.lifecycle import ItemStatus, TaskStatus, can_transition, transition
-from hitl_shared.public import ItemView, item_view
-
-from hitl_ingest import items
-from hitl_ingest.schemas import ItemCreate, WorkflowView
+from hitl_shared.public import ItemView, item_view, pending_view
 
 
 def build_router() -> APIRouter:
@@ -26,12 +26,16 @@ def build_router() -> APIRouter:
     async def create_item(
         body: ItemCreate,
         client: ClientDep,
-        work: WorkDep,
         runtime: RuntimeDep,
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
-        item, created = await items.create_item(work, runtime, client, body, idempotency_key)
-        view = await item_view(work.session, item)
+        item, created = await items.create_item(runtime, client, body, idempotency_key)
+        if created:
+            # A new item has no AI result or decision yet: nothing to read back.
+            view = pending_view(item, body.workflow)
+        else:
+            async with runtime.sessionmaker() as session:
+                view = await item_view(session, item)
         headers = {"Location": f"/v1/items/{item.id}"}
         if not created:
             headers["Idempotent-Replayed"] = "true"

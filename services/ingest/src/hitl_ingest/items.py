@@ -10,20 +10,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from jsonschema import Draft202012Validator
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hitl_ingest.intake import intake_writer
+from hitl_ingest.schemas import ItemCreate, WorkflowView
 from hitl_shared.api_auth import ApiClient
 from hitl_shared.db.models import Item, Workflow, WorkflowVersion
+from hitl_shared.db.types import utcnow
 from hitl_shared.http import ApiError
-from hitl_shared.jobs import PROCESS_ITEM
 from hitl_shared.lifecycle import ItemStatus
 from hitl_shared.metrics import ITEMS_INGESTED
 from hitl_shared.runtime import Runtime
-from hitl_shared.work import Work
 from hitl_shared.workflows.config import WorkflowConfig
-from jsonschema import Draft202012Validator
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from hitl_ingest.schemas import ItemCreate, WorkflowView
 
 WORKFLOW_CACHE_SECONDS = 5.0
 
@@ -37,9 +36,7 @@ class ActiveWorkflow:
     validator: Draft202012Validator
 
 
-async def active_workflow(
-    runtime: Runtime, session: AsyncSession, name: str
-) -> ActiveWorkflow | None:
+async def active_workflow(runtime: Runtime, name: str) -> ActiveWorkflow | None:
     cache: dict[str, tuple[float, ActiveWorkflow | None]] = runtime.state.setdefault(
         "ingest.workflows", {}
     )
@@ -47,17 +44,18 @@ async def active_workflow(
     hit = cache.get(name)
     if hit and now - hit[0] < WORKFLOW_CACHE_SECONDS:
         return hit[1]
-    row = (
-        await session.execute(
-            sa.select(Workflow, WorkflowVersion)
-            .join(
-                WorkflowVersion,
-                (WorkflowVersion.workflow_id == Workflow.id)
-                & (WorkflowVersion.version == Workflow.current_version),
+    async with runtime.sessionmaker() as session:
+        row = (
+            await session.execute(
+                sa.select(Workflow, WorkflowVersion)
+                .join(
+                    WorkflowVersion,
+                    (WorkflowVersion.workflow_id == Workflow.id)
+                    & (WorkflowVersion.version == Workflow.current_version),
+                )
+                .where(Workflow.name == name, Workflow.enabled.is_(True))
             )
-            .where(Workflow.name == name, Workflow.enabled.is_(True))
-        )
-    ).first()
+        ).first()
     found = None
     if row is not None:
         wf, ver = row
@@ -88,22 +86,26 @@ def _input_errors(wf: ActiveWorkflow, data: dict[str, Any]) -> list[dict[str, st
     return errors
 
 
+INSERT_COLUMNS = [c.key for c in Item.__table__.columns if c.key != "completed_at"]
+
+
 async def create_item(
-    work: Work,
     runtime: Runtime,
     client: ApiClient,
     body: ItemCreate,
     idempotency_key: str | None,
 ) -> tuple[Item, bool]:
-    """Returns the item and whether it was newly created (False: an idempotent replay)."""
-    session = work.session
+    """Returns the item and whether it was newly created (False: an idempotent replay).
+
+    The hot path holds no database connection of its own: the group commit stores the item.
+    """
     if idempotency_key is not None and not (1 <= len(idempotency_key) <= 255):
         raise ApiError(
             422,
             "invalid_idempotency_key",
             "The Idempotency-Key header must be 1 to 255 characters.",
         )
-    wf = await active_workflow(runtime, session, body.workflow)
+    wf = await active_workflow(runtime, body.workflow)
     if wf is None or not client.may_use(body.workflow):
         raise ApiError(
             404,
@@ -121,10 +123,7 @@ async def create_item(
             fields,
         )
     fingerprint = request_fingerprint(body)
-    if idempotency_key is not None:
-        existing = await _by_idempotency_key(session, client, idempotency_key)
-        if existing is not None:
-            return _replay(existing, fingerprint), False
+    now = utcnow()
     item = Item(
         id=uuid.uuid4(),
         workflow_id=wf.id,
@@ -137,19 +136,19 @@ async def create_item(
         callback_url=str(body.callback_url) if body.callback_url else None,
         priority=body.priority,
         status=ItemStatus.RECEIVED.value,
+        is_demo=False,
+        created_at=now,
+        updated_at=now,
     )
-    session.add(item)
-    try:
-        await session.flush()
-    except IntegrityError:
-        # Another request with the same key won the race; answer as it did.
-        await work.rollback()
-        existing = await _by_idempotency_key(session, client, idempotency_key or "")
-        if existing is None:
-            raise
-        return _replay(existing, fingerprint), False
-    work.enqueue(PROCESS_ITEM, item.id)
-    await work.commit()
+    values = {c: getattr(item, c) for c in INSERT_COLUMNS}
+    created = await intake_writer(runtime).submit(values)
+    if not created:
+        # The idempotency key was used before (or by a concurrent request): answer as then.
+        async with runtime.sessionmaker() as session:
+            existing = await _by_idempotency_key(session, client, idempotency_key or "")
+            if existing is None:
+                raise RuntimeError("idempotency conflict without a stored item")
+            return _replay(existing, fingerprint), False
     ITEMS_INGESTED.labels(wf.name).inc()
     return item, True
 

@@ -1,8 +1,7 @@
 """The ingest service: the public API integrations send items to."""
 
-from hitl_shared.service import ServiceSpec
-
 from hitl_ingest.endpoints import build_router
+from hitl_shared.service import ServiceSpec
 
 service = ServiceSpec(
     name="ingest",

@@ -7,6 +7,10 @@ import uuid
 from datetime import timedelta
 
 import sqlalchemy as sa
+
+from hitl_processor.providers.base import AIOutcome, Provider
+from hitl_processor.providers.local import LocalProvider
+from hitl_processor.text import item_text, safety_flags
 from hitl_shared.db.models import AIResult, Item, Workflow
 from hitl_shared.db.types import utcnow
 from hitl_shared.jobs import PROCESS_ITEM, ROUTE_ITEM
@@ -15,10 +19,6 @@ from hitl_shared.metrics import AI_CONFIDENCE, AI_LATENCY, AI_RESULTS, SWEEP_REQ
 from hitl_shared.runtime import Runtime
 from hitl_shared.work import Work
 from hitl_shared.workflows.store import config_for
-
-from hitl_processor.providers.base import AIOutcome, Provider
-from hitl_processor.providers.local import LocalProvider
-from hitl_processor.text import item_text, safety_flags
 
 log = logging.getLogger(__name__)
 

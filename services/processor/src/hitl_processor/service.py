@@ -1,9 +1,8 @@
 """The processor service: runs each item's AI task."""
 
+from hitl_processor.processing import process_item, sweep_received
 from hitl_shared.jobs import PROCESS_ITEM
 from hitl_shared.service import ServiceSpec
-
-from hitl_processor.processing import process_item, sweep_received
 
 service = ServiceSpec(
     name="processor",

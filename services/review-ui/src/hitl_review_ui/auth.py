@@ -11,14 +11,15 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import Depends, Request
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from hitl_shared.audit import record
 from hitl_shared.db.models import User
 from hitl_shared.db.types import utcnow
 from hitl_shared.http import RuntimeDep
 from hitl_shared.lifecycle import Role
 from hitl_shared.security import verify_password
-from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy.ext.asyncio import AsyncSession
 
 COOKIE = "hitl_session"
 SESSION_MAX_AGE = 12 * 3600

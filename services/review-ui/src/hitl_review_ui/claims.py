@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from hitl_shared.db.models import ReviewTask, Workflow
 from hitl_shared.db.types import UTCDateTime, utcnow
 from hitl_shared.lifecycle import TaskStatus
-from sqlalchemy.ext.asyncio import AsyncSession
 
 
 @dataclass

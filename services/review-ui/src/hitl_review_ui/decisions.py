@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from hitl_shared.audit import record
 from hitl_shared.db.models import (
     AIResult,
@@ -24,7 +26,6 @@ from hitl_shared.public import item_view, webhook_payload
 from hitl_shared.work import Work
 from hitl_shared.workflows.config import WorkflowConfig
 from hitl_shared.workflows.store import config_for
-from sqlalchemy.ext.asyncio import AsyncSession
 
 REJECT_REASONS = {
     "wrong_input": "The input is not something this workflow should handle",

@@ -11,8 +11,6 @@ from fastapi import APIRouter, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from hitl_shared.http import RuntimeDep, WorkDep
-from hitl_shared.lifecycle import TaskStatus
 
 from hitl_review_ui import claims
 from hitl_review_ui.auth import (
@@ -27,6 +25,8 @@ from hitl_review_ui.auth import (
     session_cookie,
 )
 from hitl_review_ui.decisions import REJECT_REASONS, DecisionError, decide, load_context
+from hitl_shared.http import RuntimeDep, WorkDep
+from hitl_shared.lifecycle import TaskStatus
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))

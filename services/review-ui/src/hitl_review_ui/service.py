@@ -1,8 +1,7 @@
 """The review UI service: the reviewers' workspace."""
 
-from hitl_shared.service import ServiceSpec
-
 from hitl_review_ui.pages import build_router, configure_app
+from hitl_shared.service import ServiceSpec
 
 service = ServiceSpec(
     name="review-ui",

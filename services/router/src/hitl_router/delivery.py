@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import httpx
 import sqlalchemy as sa
+
 from hitl_shared.db.models import Delivery
 from hitl_shared.db.types import utcnow
 from hitl_shared.jobs import DELIVER_WEBHOOK

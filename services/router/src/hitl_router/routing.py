@@ -6,6 +6,8 @@ import uuid
 from datetime import timedelta
 
 import sqlalchemy as sa
+
+from hitl_router.policy import choose_level
 from hitl_shared.db.models import AIResult, Item, ReviewTask, RoutingDecision, Workflow
 from hitl_shared.db.types import utcnow
 from hitl_shared.jobs import ROUTE_ITEM
@@ -14,8 +16,6 @@ from hitl_shared.metrics import ITEMS_ROUTED, SWEEP_REQUEUED
 from hitl_shared.runtime import Runtime
 from hitl_shared.work import Work
 from hitl_shared.workflows.store import config_for
-
-from hitl_router.policy import choose_level
 
 
 async def route_item(work: Work, runtime: Runtime, item_id: str) -> None:

@@ -1,10 +1,9 @@
 """The router service: confidence routing into review queues, and delivery of decisions."""
 
-from hitl_shared.jobs import DELIVER_WEBHOOK, ROUTE_ITEM
-from hitl_shared.service import ServiceSpec
-
 from hitl_router.delivery import deliver_webhook, sweep_due_deliveries
 from hitl_router.routing import route_item, sweep_expired_locks, sweep_processed
+from hitl_shared.jobs import DELIVER_WEBHOOK, ROUTE_ITEM
+from hitl_shared.service import ServiceSpec
 
 service = ServiceSpec(
     name="router",

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from alembic import context
+
 from hitl_shared.db.models import Base
 
 connection = context.config.attributes.get("connection")

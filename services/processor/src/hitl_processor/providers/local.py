@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from hitl_shared.db.models import FeedbackRecord, Item, ModelSnapshot
 from hitl_shared.runtime import Runtime
 from hitl_shared.work import Work
 from hitl_shared.workflows.config import WorkflowConfig
-from sqlalchemy.ext.asyncio import AsyncSession
 
 try:
     from hitl_processor.local_model import TextClassifier
