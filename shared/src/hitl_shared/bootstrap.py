@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hitl_shared.audit import record
-from hitl_shared.db.models import ApiKey, Item, User
+from hitl_shared.db.models import ApiKey, Item, User, Workflow
 from hitl_shared.jobs import PROCESS_ITEM
 from hitl_shared.lifecycle import Role
 from hitl_shared.security import (
@@ -101,6 +101,11 @@ async def bootstrap(work: Work, settings: Settings) -> BootstrapResult:
     if settings.demo_workflows:
         for path in demo_workflow_files():
             config, source = load_workflow_file(path)
+            exists = await session.scalar(
+                sa.select(Workflow.id).where(Workflow.name == config.name)
+            )
+            if exists is not None:
+                continue  # installed before: the operator's versions win over the shipped file
             applied = await apply_workflow(session, config, source)
             if settings.demo_items and applied.version == 1 and applied.changed:
                 for demo_input in config.demo_items:

@@ -184,6 +184,80 @@ def migrate() -> None:
         click.echo(f"created API key {r.api_key} (shown once)")
 
 
+@main.command()
+@click.argument("dataset", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--block", default=500, show_default=True, help="Items per block (one line each)")
+@click.option("--limit", type=int, default=None, help="Replay only the first N rows (shuffled)")
+@click.option(
+    "--target-error",
+    default=0.02,
+    show_default=True,
+    help="Most errors allowed in the light band, at the 95% lower bound",
+)
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the figures as JSON",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the replay's database here (default: a temporary folder)",
+)
+@click.option("--seed", default=0, show_default=True)
+def replay(
+    dataset: Path,
+    text_column: str,
+    label_column: str,
+    block: int,
+    limit: int | None,
+    target_error: float,
+    report: Path | None,
+    data_dir: Path | None,
+    seed: int,
+) -> None:
+    """Push a labelled CSV through the whole loop with a simulated reviewer; show how review
+    load, errors in light review, calibration and reviewer time change block by block."""
+    from hitl_shared import replay as rp
+
+    logging.basicConfig(level="WARNING")
+    click.echo(rp.HEADER)
+
+    def show(b: dict[str, Any]) -> None:
+        click.echo(rp.format_block(b))
+
+    try:
+        result = _run(
+            lambda: rp.replay(
+                dataset,
+                text_column,
+                label_column,
+                block=block,
+                limit=limit,
+                data_dir=data_dir,
+                target_error=target_error,
+                seed=seed,
+                progress=show,
+            )
+        )
+    except rp.ReplayError as e:
+        raise click.ClickException(str(e)) from e
+    s = result["summary"]
+    click.echo(
+        f"summary: last block {s['last_block_light_or_auto_share']:.1%} light/auto with "
+        f"{s['last_block_light_or_auto_error_rate']:.2%} errors there; reviewer minutes per 100 "
+        f"items {s['first_block_minutes_per_100']} -> {s['last_block_minutes_per_100']} "
+        f"(x{s['minutes_ratio_last_to_first']}); {s['wall_seconds']} s"
+    )
+    if report:
+        rp.write_report(report, result)
+        click.echo(f"report written to {report}")
+
+
 @main.group()
 def users() -> None:
     """Manage reviewer accounts."""

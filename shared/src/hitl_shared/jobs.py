@@ -6,6 +6,7 @@ PROCESS_ITEM = "process_item"
 ROUTE_ITEM = "route_item"
 DELIVER_WEBHOOK = "deliver_webhook"
 RECORD_FEEDBACK = "record_feedback"
+RECALIBRATE = "recalibrate_workflow"
 
 # Which worker (service) runs each job.
 JOB_SERVICE: dict[str, str] = {
@@ -13,6 +14,7 @@ JOB_SERVICE: dict[str, str] = {
     ROUTE_ITEM: "router",
     DELIVER_WEBHOOK: "router",
     RECORD_FEEDBACK: "feedback",
+    RECALIBRATE: "feedback",
 }
 
 

@@ -61,6 +61,16 @@ REVIEW_QUEUE_OPEN = Gauge(
 REVIEW_QUEUE_OLDEST = Gauge(
     "hitl_review_queue_oldest_seconds", "Age of the oldest open review task", ["workflow", "level"]
 )
+CALIBRATION_ECE = Gauge(
+    "hitl_calibration_ece",
+    "Expected calibration error of calibrated confidence on recent decisions (out of fold)",
+    ["workflow"],
+)
+LIGHT_BAND_ACCURACY_LOW = Gauge(
+    "hitl_light_band_accuracy_lower_bound",
+    "95% lower bound of AI accuracy in the recommended light band",
+    ["workflow"],
+)
 JOB_RUNS = Counter("hitl_job_runs_total", "Jobs run", ["job", "result"])
 JOB_SECONDS = Histogram("hitl_job_duration_seconds", "Job run time", ["job"])
 ENQUEUE_FAILURES = Counter(

@@ -15,7 +15,7 @@ from hitl_shared.db.models import (
     Workflow,
 )
 from hitl_shared.db.types import UTCDateTime, utcnow
-from hitl_shared.jobs import RECORD_FEEDBACK
+from hitl_shared.jobs import RECALIBRATE, RECORD_FEEDBACK
 from hitl_shared.lifecycle import Outcome, TaskStatus
 from hitl_shared.metrics import (
     AI_AGREEMENT,
@@ -82,6 +82,8 @@ async def record_feedback(work: Work, runtime: Runtime, decision_id: str) -> Non
     )
     session.add(record)
     await session.flush()
+    # The loop decides itself whether enough new evidence has arrived to refit.
+    work.enqueue(RECALIBRATE, task.workflow_id)
     wf = (
         await session.scalar(sa.select(Workflow.name).where(Workflow.id == task.workflow_id))
         or "unknown"

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from datetime import timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hitl_processor.providers.base import AIOutcome, Provider
 from hitl_processor.providers.local import LocalProvider
 from hitl_processor.text import item_text, safety_flags
+from hitl_shared.calibration import CalibrationMap, current_calibration
 from hitl_shared.db.models import AIResult, Item, Workflow
 from hitl_shared.db.types import utcnow
 from hitl_shared.jobs import PROCESS_ITEM, ROUTE_ITEM
@@ -23,6 +26,7 @@ from hitl_shared.workflows.store import config_for
 log = logging.getLogger(__name__)
 
 PROVIDERS: dict[str, Provider] = {"local": LocalProvider()}
+CALIBRATION_RECHECK_SECONDS = 5.0
 
 
 async def process_item(work: Work, runtime: Runtime, item_id: str) -> None:
@@ -52,6 +56,9 @@ async def process_item(work: Work, runtime: Runtime, item_id: str) -> None:
             "please do the task by hand.",
         )
     outcome.flags = sorted(set(outcome.flags) | set(safety_flags(text)))
+    if outcome.error is None:
+        cmap = await calibration_for(runtime, session, item.workflow_id)
+        outcome.confidence = cmap.apply_one(outcome.raw_confidence)
     session.add(
         AIResult(
             item_id=item.id,
@@ -73,6 +80,21 @@ async def process_item(work: Work, runtime: Runtime, item_id: str) -> None:
     AI_RESULTS.labels(wf, outcome.provider, "error" if outcome.error else "ok").inc()
     AI_CONFIDENCE.labels(wf).observe(outcome.confidence)
     AI_LATENCY.labels(wf, outcome.provider).observe(outcome.latency_ms / 1000)
+
+
+async def calibration_for(
+    runtime: Runtime, session: AsyncSession, workflow_id: uuid.UUID
+) -> CalibrationMap:
+    """The workflow's current calibration map, re-read at most every few seconds."""
+    cache: dict[uuid.UUID, tuple[float, CalibrationMap]] = runtime.state.setdefault(
+        "processor.calibration", {}
+    )
+    hit = cache.get(workflow_id)
+    now = time.monotonic()
+    if hit is None or now - hit[0] > CALIBRATION_RECHECK_SECONDS:
+        hit = (now, await current_calibration(session, workflow_id))
+        cache[workflow_id] = hit
+    return hit[1]
 
 
 async def sweep_received(work: Work, runtime: Runtime) -> int:

@@ -43,6 +43,20 @@ class ProviderConfig(BaseModel):
     name: Literal["local"] = "local"
 
 
+class FeedbackSettings(BaseModel):
+    """How the feedback loop tunes this workflow."""
+
+    model_config = ConfigDict(extra="forbid")
+    # The operator's target: at most this share of wrong AI answers in the light band,
+    # judged at the 95% lower confidence bound, never on a point estimate.
+    target_light_error: float = Field(default=0.02, gt=0, lt=0.5)
+    # Refit calibration and recommend thresholds after this many new human decisions.
+    recalibrate_every: int = Field(default=50, ge=10)
+    # Let the system apply its own threshold recommendations (each one a new, audited
+    # workflow version). Off by default: an operator applies them with one action.
+    auto_apply_thresholds: bool = False
+
+
 class Example(BaseModel):
     """A labelled example written by the operator; the local model starts from these."""
 
@@ -66,6 +80,7 @@ class WorkflowConfig(BaseModel):
     examples: list[Example] = Field(default_factory=list)
     provider: ProviderConfig = Field(default_factory=ProviderConfig)
     routing: Routing = Field(default_factory=Routing)
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     demo_items: list[dict[str, Any]] = Field(default_factory=list)
 
     @field_validator("input_schema")

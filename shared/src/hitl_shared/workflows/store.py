@@ -48,7 +48,8 @@ async def apply_workflow(
         await session.flush()
         return AppliedWorkflow(wf, 1, True)
     current = await current_version(session, wf)
-    if current.config == wanted:
+    # Compare through the model, so a setting added with a default is not a change.
+    if WorkflowConfig.model_validate(current.config).public_config() == wanted:
         return AppliedWorkflow(wf, wf.current_version, False)
     wf.current_version += 1
     wf.description = config.description

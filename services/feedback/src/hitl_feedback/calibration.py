@@ -1,0 +1,126 @@
+"""Calibration: a map from the AI's raw confidence to the probability that it is right,
+fitted on items humans decided. Platt scaling while data is scarce, isotonic when plentiful."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from hitl_shared.calibration import CalibrationMap, logit
+
+MIN_ITEMS = 30  # below this the map stays the identity: too little evidence to move anything
+ISOTONIC_FROM = 400  # isotonic needs enough points per step to not overfit
+
+
+def fit_platt(raw: np.ndarray, correct: np.ndarray, l2: float = 1e-3) -> tuple[float, float]:
+    """Logistic regression of correctness on logit(raw) by Newton's method.
+
+    Targets use Platt's prior correction, so a handful of all-correct items cannot push the
+    map to certainty.
+    """
+    x = logit(np.clip(raw, 1e-6, 1 - 1e-6))
+    n_pos = float(correct.sum())
+    n_neg = float(len(correct) - n_pos)
+    t = np.where(correct > 0, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+    a, b = 1.0, 0.0
+    for _ in range(50):
+        z = a * x + b
+        p = 1.0 / (1.0 + np.exp(-z))
+        w = p * (1 - p)
+        g_a = float(np.sum((p - t) * x)) + l2 * (a - 1.0)
+        g_b = float(np.sum(p - t))
+        h_aa = float(np.sum(w * x * x)) + l2
+        h_ab = float(np.sum(w * x))
+        h_bb = float(np.sum(w)) + 1e-9
+        det = h_aa * h_bb - h_ab * h_ab
+        if abs(det) < 1e-12:
+            break
+        da = (h_bb * g_a - h_ab * g_b) / det
+        db = (h_aa * g_b - h_ab * g_a) / det
+        a, b = a - da, b - db
+        if abs(da) < 1e-8 and abs(db) < 1e-8:
+            break
+    return float(a), float(b)
+
+
+def fit_isotonic(raw: np.ndarray, correct: np.ndarray) -> tuple[list[float], list[float]]:
+    """Pool-adjacent-violators on confidence-sorted items, as interpolation knots.
+
+    Each block's value is shrunk toward its Laplace estimate, so a block of 40 correct
+    items maps to 41/42, not to a certainty the data cannot support.
+    """
+    order = np.argsort(raw, kind="mergesort")
+    xs = raw[order]
+    ys = correct[order].astype(float)
+    # Blocks: [sum_y, count, min_x, max_x]
+    blocks: list[list[float]] = []
+    for x, y in zip(xs, ys, strict=True):
+        blocks.append([y, 1.0, x, x])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] >= blocks[-1][0] / blocks[-1][1]:
+            s, c, lo, hi = blocks.pop()
+            blocks[-1][0] += s
+            blocks[-1][1] += c
+            blocks[-1][3] = hi
+    knots_x: list[float] = []
+    knots_y: list[float] = []
+    for s, c, lo, hi in blocks:
+        value = (s + 1) / (c + 2)
+        mid = (lo + hi) / 2
+        if knots_x and mid <= knots_x[-1]:
+            mid = knots_x[-1] + 1e-9
+        knots_x.append(float(mid))
+        knots_y.append(float(value))
+    # Monotone after shrinkage too (shrinkage can reorder tiny blocks).
+    knots_y = list(np.maximum.accumulate(np.asarray(knots_y)))
+    return knots_x, [float(v) for v in knots_y]
+
+
+def fit(raw: np.ndarray, correct: np.ndarray) -> CalibrationMap:
+    raw = np.asarray(raw, dtype=float)
+    correct = np.asarray(correct, dtype=float)
+    n = len(raw)
+    if n < MIN_ITEMS:
+        return CalibrationMap("identity", {}, n)
+    if n < ISOTONIC_FROM:
+        a, b = fit_platt(raw, correct)
+        return CalibrationMap("platt", {"a": a, "b": b}, n)
+    x, y = fit_isotonic(raw, correct)
+    return CalibrationMap("isotonic", {"x": x, "y": y}, n)
+
+
+def expected_calibration_error(conf: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
+    conf = np.asarray(conf, dtype=float)
+    correct = np.asarray(correct, dtype=float)
+    if len(conf) == 0:
+        return 0.0
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        mask = idx == b
+        if mask.any():
+            ece += mask.mean() * abs(conf[mask].mean() - correct[mask].mean())
+    return float(ece)
+
+
+def reliability(conf: np.ndarray, correct: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
+    """Per confidence bin: mean confidence, observed accuracy, count (reliability diagram)."""
+    conf = np.asarray(conf, dtype=float)
+    correct = np.asarray(correct, dtype=float)
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    out = []
+    for b in range(bins):
+        mask = idx == b
+        n = int(mask.sum())
+        out.append(
+            {
+                "low": float(edges[b]),
+                "high": float(edges[b + 1]),
+                "items": n,
+                "confidence": float(conf[mask].mean()) if n else math.nan,
+                "accuracy": float(correct[mask].mean()) if n else math.nan,
+            }
+        )
+    return out

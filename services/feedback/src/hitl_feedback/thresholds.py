@@ -1,0 +1,134 @@
+"""Threshold recommendations: the lowest light-review threshold whose band meets the
+operator's error target at the lower confidence bound, with a backtest over history."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hitl_feedback.stats import wilson_interval
+
+LEVELS = ("auto", "light", "full", "manual")
+
+
+@dataclass
+class Backtest:
+    items: int
+    moved: dict[str, int] = field(default_factory=dict)  # "full->light": n
+    levels_before: dict[str, int] = field(default_factory=dict)
+    levels_after: dict[str, int] = field(default_factory=dict)
+    light_errors_before: int = 0
+    light_errors_after: int = 0
+    reviewer_hours_before: float = 0.0
+    reviewer_hours_after: float = 0.0
+
+
+@dataclass
+class Recommendation:
+    light: float
+    full: float
+    target_error: float
+    band_items: int
+    band_accuracy: float | None
+    band_accuracy_low: float | None
+    reason: str
+    backtest: Backtest | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def level_for(conf: float, light: float, full: float) -> str:
+    if conf >= light:
+        return "light"
+    if conf >= full:
+        return "full"
+    return "manual"
+
+
+def recommend_light_threshold(
+    conf: np.ndarray,
+    correct: np.ndarray,
+    target_error: float,
+    min_band: int = 50,
+    z: float = 1.96,
+    step: float = 0.01,
+) -> tuple[float | None, int, float | None, float | None]:
+    """The lowest threshold t on a grid whose band [t, 1] keeps its accuracy, at the Wilson
+    lower bound, at or above 1 - target_error — tested from the top down and stopping at the
+    first band that fails (fixed-sequence testing: scanning on for a later lucky band would
+    pick noise and miss the target on new items). None when no band qualifies yet."""
+    best: tuple[float | None, int, float | None, float | None] = (None, 0, None, None)
+    for t in np.round(np.arange(0.999, 0.0, -step), 4):
+        band = conf >= t
+        size = int(band.sum())
+        if size < min_band:
+            continue
+        hits = int(correct[band].sum())
+        low, _ = wilson_interval(hits, size, z)
+        if low < 1 - target_error:
+            perfect_low, _ = wilson_interval(size, size, z)
+            if perfect_low < 1 - target_error:
+                continue  # too few items to prove anything yet: not a failure
+            break
+        best = (float(t), size, hits / size, low)
+    return best
+
+
+def backtest(
+    conf: np.ndarray,
+    correct: np.ndarray,
+    levels: list[str],
+    movable: np.ndarray,
+    seconds_per_level: dict[str, float],
+    light: float,
+    full: float,
+) -> Backtest:
+    """What the new thresholds would have done to the decided items (risk-rule items stay)."""
+    bt = Backtest(items=len(conf))
+    for i, before in enumerate(levels):
+        after = level_for(float(conf[i]), light, full) if movable[i] else before
+        bt.levels_before[before] = bt.levels_before.get(before, 0) + 1
+        bt.levels_after[after] = bt.levels_after.get(after, 0) + 1
+        if after != before:
+            key = f"{before}->{after}"
+            bt.moved[key] = bt.moved.get(key, 0) + 1
+        wrong = not bool(correct[i])
+        if before in ("light", "auto") and wrong:
+            bt.light_errors_before += 1
+        if after in ("light", "auto") and wrong:
+            bt.light_errors_after += 1
+        bt.reviewer_hours_before += seconds_per_level.get(before, 0.0) / 3600
+        bt.reviewer_hours_after += seconds_per_level.get(after, 0.0) / 3600
+    bt.reviewer_hours_before = round(bt.reviewer_hours_before, 3)
+    bt.reviewer_hours_after = round(bt.reviewer_hours_after, 3)
+    return bt
+
+
+def recommend(
+    conf: np.ndarray,
+    correct: np.ndarray,
+    current_light: float,
+    current_full: float,
+    target_error: float = 0.02,
+    min_band: int = 50,
+) -> Recommendation:
+    t, size, acc, low = recommend_light_threshold(conf, correct, target_error, min_band)
+    if t is None:
+        # No band is proven good enough yet: be conservative, never loosen.
+        light = max(current_light, 0.85)
+        reason = (
+            f"No confidence band of at least {min_band} decided items reaches "
+            f"{1 - target_error:.0%} accuracy at the 95% lower bound yet; "
+            f"light review stays at {light:.0%} or above."
+        )
+        return Recommendation(light, min(current_full, light), target_error, 0, None, None, reason)
+    # Never recommend below the full threshold's floor; a tiny step is not worth a new version.
+    light = float(min(max(t, 0.5), 0.999))
+    reason = (
+        f"{size} decided items with confidence ≥ {light:.1%} were {acc:.1%} right "
+        f"(95% lower bound {low:.1%} ≥ target {1 - target_error:.0%})."
+    )
+    return Recommendation(light, min(current_full, light), target_error, size, acc, low, reason)

@@ -1,0 +1,77 @@
+"""The calibration map the processor applies to raw AI confidence (fitted by the feedback
+service from human decisions), and where the current one is stored."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hitl_shared.db.models import ModelSnapshot
+
+# Calibration maps are versioned artefacts of a workflow, kept beside its trained models.
+CALIBRATION_PROVIDER = "calibration"
+
+
+@dataclass(frozen=True)
+class CalibrationMap:
+    method: str  # identity | platt | isotonic
+    params: dict[str, Any]
+    items: int
+
+    def apply(self, raw: float | np.ndarray) -> np.ndarray:
+        p = np.clip(np.asarray(raw, dtype=float), 1e-6, 1 - 1e-6)
+        if self.method == "platt":
+            z = self.params["a"] * logit(p) + self.params["b"]
+            return 1.0 / (1.0 + np.exp(-z))
+        if self.method == "isotonic":
+            return np.interp(p, self.params["x"], self.params["y"])
+        return p
+
+    def apply_one(self, raw: float) -> float:
+        return float(self.apply(raw))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"method": self.method, "params": self.params, "items": self.items}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> CalibrationMap:
+        if not data:
+            return IDENTITY
+        return cls(data["method"], data.get("params", {}), int(data.get("items", 0)))
+
+
+IDENTITY = CalibrationMap("identity", {}, 0)
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    return np.log(p) - np.log1p(-p)
+
+
+async def current_calibration(session: AsyncSession, workflow_id: uuid.UUID) -> CalibrationMap:
+    row = (
+        await session.execute(
+            sa.select(ModelSnapshot.blob)
+            .where(
+                ModelSnapshot.workflow_id == workflow_id,
+                ModelSnapshot.provider == CALIBRATION_PROVIDER,
+            )
+            .order_by(ModelSnapshot.created_at.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    return CalibrationMap.from_json(json.loads(row)) if row else IDENTITY
+
+
+def calibration_snapshot(workflow_id: uuid.UUID, cmap: CalibrationMap) -> ModelSnapshot:
+    return ModelSnapshot(
+        workflow_id=workflow_id,
+        provider=CALIBRATION_PROVIDER,
+        examples=cmap.items,
+        blob=json.dumps(cmap.to_json()).encode(),
+    )

@@ -1,0 +1,77 @@
+"""Statistics on synthetic decisions with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hitl_feedback.calibration import expected_calibration_error, fit, reliability
+from hitl_feedback.thresholds import recommend, recommend_light_threshold
+from hitl_shared.calibration import CalibrationMap
+
+
+def overconfident(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A model whose stated confidence p is right only with probability p**3."""
+    rng = np.random.default_rng(seed)
+    raw = rng.uniform(0.2, 1.0, n)
+    correct = (rng.uniform(size=n) < raw**3).astype(float)
+    return raw, correct
+
+
+@pytest.mark.parametrize("n", [150, 3000])
+def test_calibration_recovers_a_known_miscalibration(n: int) -> None:
+    raw, correct = overconfident(n, seed=1)
+    cmap = fit(raw, correct)
+    assert cmap.method == ("platt" if n < 400 else "isotonic")
+    test_raw, test_correct = overconfident(20_000, seed=2)
+    before = expected_calibration_error(test_raw, test_correct)
+    after = expected_calibration_error(cmap.apply(test_raw), test_correct)
+    assert before > 0.15
+    assert after < (0.05 if n < 400 else 0.03)
+    # Round-trips through its stored form.
+    again = CalibrationMap.from_json(cmap.to_json())
+    assert np.allclose(again.apply(test_raw[:50]), cmap.apply(test_raw[:50]))
+
+
+def test_few_items_keep_the_identity_and_all_correct_never_means_certain() -> None:
+    assert fit(np.array([0.9] * 10), np.ones(10)).method == "identity"
+    raw = np.full(40, 0.7)
+    cmap = fit(raw, np.ones(40))
+    assert 0.9 < cmap.apply_one(0.7) < 0.99
+
+
+def test_reliability_bins_count_everything() -> None:
+    raw, correct = overconfident(1000, seed=3)
+    bins = reliability(raw, correct)
+    assert len(bins) == 10
+    assert sum(b["items"] for b in bins) == 1000
+
+
+def calibrated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A calibrated model: mostly very sure (and then right), sometimes unsure."""
+    rng = np.random.default_rng(seed)
+    conf = np.where(rng.uniform(size=n) < 0.7, rng.beta(40, 1, n), rng.beta(3, 2, n))
+    correct = (rng.uniform(size=n) < conf).astype(float)
+    return conf, correct
+
+
+@pytest.mark.parametrize("target", [0.02, 0.05])
+def test_recommended_threshold_meets_its_target_on_held_out_data(target: float) -> None:
+    conf, correct = calibrated(3000, seed=4)
+    rec = recommend(conf, correct, current_light=0.85, current_full=0.6, target_error=target)
+    assert rec.band_items >= 50
+    test_conf, test_correct = calibrated(200_000, seed=5)
+    band = test_conf >= rec.light
+    assert band.mean() > 0.3  # it does cover something
+    assert 1 - test_correct[band].mean() <= target
+
+
+def test_no_band_good_enough_keeps_thresholds_conservative() -> None:
+    rng = np.random.default_rng(6)
+    conf = rng.uniform(0.5, 1.0, 500)
+    correct = (rng.uniform(size=500) < 0.8).astype(float)  # 80% right whatever it says
+    rec = recommend(conf, correct, current_light=0.9, current_full=0.6, target_error=0.02)
+    assert rec.light >= 0.9
+    assert "No confidence band" in rec.reason
+    t, *_ = recommend_light_threshold(conf, correct, 0.02)
+    assert t is None
