@@ -71,6 +71,21 @@ LIGHT_BAND_ACCURACY_LOW = Gauge(
     "95% lower bound of AI accuracy in the recommended light band",
     ["workflow"],
 )
+REVIEWER_INSTANT_SHARE = Gauge(
+    "hitl_reviewer_instant_approval_share",
+    "Share of a reviewer's approvals (last 30 days) made in under 2 seconds",
+    ["reviewer"],
+)
+REVIEWER_INSTANT_STREAK = Gauge(
+    "hitl_reviewer_longest_instant_streak",
+    "Longest run of consecutive instant approvals by a reviewer (last 30 days)",
+    ["reviewer"],
+)
+REVIEWER_FLAGGED = Gauge(
+    "hitl_reviewer_theatre_flag",
+    "1 while a review-theatre detector flags the reviewer",
+    ["reviewer", "flag"],
+)
 JOB_RUNS = Counter("hitl_job_runs_total", "Jobs run", ["job", "result"])
 JOB_SECONDS = Histogram("hitl_job_duration_seconds", "Job run time", ["job"])
 ENQUEUE_FAILURES = Counter(
