@@ -68,6 +68,11 @@ COUNTERS_AND_GAUGES = {
     "hitl_enqueue_failures_total",
     "hitl_sweeper_requeued_total",
     "hitl_webhook_deliveries_total",
+    "hitl_calibration_ece",
+    "hitl_light_band_accuracy_lower_bound",
+    "hitl_reviewer_instant_approval_share",
+    "hitl_reviewer_longest_instant_streak",
+    "hitl_reviewer_theatre_flag",
 }
 HISTOGRAMS = {
     "hitl_ai_confidence",
