@@ -30,6 +30,16 @@ AI_CONFIDENCE = Histogram(
 AI_LATENCY = Histogram(
     "hitl_ai_latency_seconds", "Time the provider took per item", ["workflow", "provider"]
 )
+AI_TOKENS = Counter(
+    "hitl_ai_tokens_total",
+    "Tokens sent to and received from LLM providers",
+    ["workflow", "provider", "direction"],
+)
+AI_COST = Counter(
+    "hitl_ai_cost_usd_total",
+    "Estimated LLM cost from the workflow's token prices",
+    ["workflow", "provider"],
+)
 ITEMS_ROUTED = Counter(
     "hitl_items_routed_total", "Routing decisions by review level", ["workflow", "level"]
 )

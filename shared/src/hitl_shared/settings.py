@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = 12
     webhook_allow_private: bool = True
 
+    # Key for the `openai` provider (any OpenAI-compatible endpoint); never stored in a workflow.
+    openai_api_key: str | None = None
+
     bootstrap_admin_password: str | None = None
     bootstrap_api_key: str | None = None
 

@@ -12,20 +12,31 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hitl_processor.providers.base import AIOutcome, Provider
 from hitl_processor.providers.local import LocalProvider
+from hitl_processor.providers.openai_compat import OpenAICompatibleProvider, ProviderFailed
 from hitl_processor.text import item_text, safety_flags
 from hitl_shared.calibration import CalibrationMap, current_calibration
 from hitl_shared.db.models import AIResult, Item, Workflow
 from hitl_shared.db.types import utcnow
 from hitl_shared.jobs import PROCESS_ITEM, ROUTE_ITEM
 from hitl_shared.lifecycle import ItemStatus, transition
-from hitl_shared.metrics import AI_CONFIDENCE, AI_LATENCY, AI_RESULTS, SWEEP_REQUEUED
+from hitl_shared.metrics import (
+    AI_CONFIDENCE,
+    AI_COST,
+    AI_LATENCY,
+    AI_RESULTS,
+    AI_TOKENS,
+    SWEEP_REQUEUED,
+)
 from hitl_shared.runtime import Runtime
 from hitl_shared.work import Work
 from hitl_shared.workflows.store import config_for
 
 log = logging.getLogger(__name__)
 
-PROVIDERS: dict[str, Provider] = {"local": LocalProvider()}
+PROVIDERS: dict[str, Provider] = {
+    "local": LocalProvider(),
+    "openai": OpenAICompatibleProvider(),
+}
 CALIBRATION_RECHECK_SECONDS = 5.0
 
 
@@ -44,7 +55,13 @@ async def process_item(work: Work, runtime: Runtime, item_id: str) -> None:
         outcome = await provider.run(work, runtime, item.workflow_id, config, text)
     except Exception as exc:
         # The item still reaches a human, who does the task without an AI hint.
-        log.exception("provider %s failed on item %s", provider.name, item.id)
+        log.warning("provider %s failed on item %s: %s", provider.name, item.id, exc, exc_info=True)
+        reason = (
+            str(exc)
+            if isinstance(exc, ProviderFailed)
+            else f"The AI could not process this item ({type(exc).__name__}); "
+            "please do the task by hand."
+        )
         outcome = AIOutcome(
             output={},
             raw_confidence=0.0,
@@ -52,8 +69,7 @@ async def process_item(work: Work, runtime: Runtime, item_id: str) -> None:
             provider=provider.name,
             model="",
             flags=["ai_failed"],
-            error=f"The AI could not process this item ({type(exc).__name__}); "
-            "please do the task by hand.",
+            error=reason,
         )
     outcome.flags = sorted(set(outcome.flags) | set(safety_flags(text)))
     if outcome.error is None:
@@ -80,6 +96,10 @@ async def process_item(work: Work, runtime: Runtime, item_id: str) -> None:
     AI_RESULTS.labels(wf, outcome.provider, "error" if outcome.error else "ok").inc()
     AI_CONFIDENCE.labels(wf).observe(outcome.confidence)
     AI_LATENCY.labels(wf, outcome.provider).observe(outcome.latency_ms / 1000)
+    if outcome.usage:
+        AI_TOKENS.labels(wf, outcome.provider, "input").inc(outcome.usage.get("input_tokens", 0))
+        AI_TOKENS.labels(wf, outcome.provider, "output").inc(outcome.usage.get("output_tokens", 0))
+        AI_COST.labels(wf, outcome.provider).inc(outcome.usage.get("cost_usd", 0.0))
 
 
 async def calibration_for(

@@ -39,8 +39,30 @@ class Routing(BaseModel):
 
 
 class ProviderConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: Literal["local"] = "local"
+    """Which AI does the work. `openai` is any OpenAI-compatible endpoint (OpenAI, Azure,
+    Ollama, vLLM); its key comes from the environment (HITL_OPENAI_API_KEY), never from here."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    name: Literal["local", "openai"] = "local"
+    base_url: str | None = Field(default=None, description="e.g. http://localhost:11434/v1")
+    model: str | None = None
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    # Without token log-probabilities, confidence is the agreement between this many samples.
+    samples: int = Field(default=5, ge=2, le=10)
+    timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    max_retries: int = Field(default=3, ge=0, le=10)
+    # Hard limit on the wall time spent on one item, retries included.
+    budget_seconds: float = Field(default=90.0, gt=0, le=1800)
+    few_shot: int = Field(default=6, ge=0, le=50)
+    # Prices per million tokens, to record the cost of each item.
+    input_price_per_mtok: float = Field(default=0.0, ge=0)
+    output_price_per_mtok: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _openai_needs_a_model(self) -> ProviderConfig:
+        if self.name == "openai" and not self.model:
+            raise ValueError("provider.model is required for the openai provider")
+        return self
 
 
 class FeedbackSettings(BaseModel):

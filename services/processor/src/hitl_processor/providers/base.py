@@ -21,6 +21,8 @@ class AIOutcome:
     latency_ms: float = 0.0
     flags: list[str] = field(default_factory=list)
     error: str | None = None
+    # Tokens, calls and cost for providers that charge per token.
+    usage: dict[str, Any] = field(default_factory=dict)
 
 
 class Provider(Protocol):
