@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -56,7 +57,7 @@ def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     return path or "body"
 
 
-def _validation_fields(exc: RequestValidationError) -> list[dict[str, str]]:
+def _validation_fields(exc: RequestValidationError | ValidationError) -> list[dict[str, str]]:
     out = []
     for err in exc.errors():
         msg = str(err.get("msg", "is invalid"))
@@ -64,6 +65,21 @@ def _validation_fields(exc: RequestValidationError) -> list[dict[str, str]]:
             msg = "the request body is not valid JSON: " + str(err.get("ctx", {}).get("error", ""))
         out.append({"path": field_path(err.get("loc", ())), "message": msg})
     return out
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_body(model: type[M], raw: bytes) -> M:
+    """Validate a JSON body with pydantic's parser, failing like FastAPI's own validation."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        fields = _validation_fields(exc)
+        summary = "; ".join(f"{f['path']}: {f['message']}" for f in fields[:5])
+        raise ApiError(
+            422, "invalid_request", f"The request is not valid: {summary}", fields
+        ) from None
 
 
 class BodySizeLimit:

@@ -15,6 +15,11 @@ from prometheus_client import (
 ITEMS_INGESTED = Counter(
     "hitl_items_ingested_total", "Items accepted by the ingest API", ["workflow"]
 )
+INTAKE_BATCH = Histogram(
+    "hitl_ingest_batch_items",
+    "Items stored per group commit by the ingest service",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
 INGEST_REJECTED = Counter(
     "hitl_ingest_rejected_total", "Ingest requests refused, by HTTP status", ["status"]
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,8 @@ class Runtime:
     queue: Queue
     # Caches owned by services (a loaded model, an API-key cache), keyed by the service.
     state: dict[str, Any] = field(default_factory=dict)
+    # Run before the engine is disposed (e.g. a service returning a connection it holds).
+    on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def work(self) -> Any:
         return unit_of_work(self.sessionmaker, self.queue)
@@ -39,6 +42,8 @@ class Runtime:
             return False
 
     async def close(self) -> None:
+        for closer in self.on_close:
+            await closer()
         await self.queue.close()
         await self.engine.dispose()
 

@@ -2,33 +2,50 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import sqlalchemy as sa
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from hitl_ingest import items
 from hitl_ingest.schemas import ItemCreate, WorkflowView
-from hitl_shared.api_auth import ClientDep
+from hitl_shared.api_auth import ClientDep, require_api_key
 from hitl_shared.audit import record
 from hitl_shared.db.models import ReviewTask
 from hitl_shared.db.types import utcnow
-from hitl_shared.http import ApiError, RuntimeDep, WorkDep
+from hitl_shared.http import ApiError, WorkDep, parse_body
 from hitl_shared.lifecycle import ItemStatus, TaskStatus, can_transition, transition
 from hitl_shared.public import ItemView, item_view, pending_view
+from hitl_shared.runtime import Runtime
+
+CREATE_ITEM_OPENAPI = {
+    "parameters": [
+        {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"}}
+    ],
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": ItemCreate.model_json_schema()}},
+    },
+}
 
 
 def build_router() -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["items"])
 
-    @router.post("/items", status_code=202, response_model=ItemView)
-    async def create_item(
-        body: ItemCreate,
-        client: ClientDep,
-        runtime: RuntimeDep,
-        idempotency_key: Annotated[str | None, Header()] = None,
-    ) -> JSONResponse:
+    @router.post(
+        "/items",
+        status_code=202,
+        response_model=ItemView,
+        openapi_extra=CREATE_ITEM_OPENAPI,
+        responses={401: {}, 404: {}, 409: {}, 413: {}, 422: {}},
+    )
+    async def create_item(request: Request) -> JSONResponse:
+        """Accept one item for its workflow. Send `Idempotency-Key` to make retries safe."""
+        # The hot path of the platform: parsed by hand instead of through FastAPI's
+        # dependency machinery, which cost a third of each request (profiled).
+        runtime: Runtime = request.app.state.runtime
+        client = await require_api_key(request, runtime)
+        body = parse_body(ItemCreate, await request.body())
+        idempotency_key = request.headers.get("idempotency-key")
         item, created = await items.create_item(runtime, client, body, idempotency_key)
         if created:
             # A new item has no AI result or decision yet: nothing to read back.
