@@ -20,7 +20,7 @@ from hitl_shared.jobs import queue_name
 from hitl_shared.metrics import start_http_server
 from hitl_shared.queue.inprocess import InProcessQueue
 from hitl_shared.runtime import Runtime, create_runtime
-from hitl_shared.service import JobFn, ServiceSpec, SweepFn, discover_services
+from hitl_shared.service import JobFn, ServiceSpec, SweepFn, discover_services, load_service
 from hitl_shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def service_app(spec: ServiceSpec, settings: Settings) -> FastAPI:
 def serve_app_factory() -> FastAPI:
     """uvicorn --factory entry for multi-worker `hitl serve`."""
     name = os.environ["HITL_SERVE_SERVICE"]
-    return service_app(discover_services()[name], get_settings())
+    return service_app(load_service(name), get_settings())
 
 
 def run_worker(spec: ServiceSpec, settings: Settings, metrics_port: int) -> None:

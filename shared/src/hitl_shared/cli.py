@@ -98,11 +98,11 @@ def serve(service: str, port: int | None, host: str, workers: int) -> None:
     """Run one HTTP service (distributed mode: PostgreSQL + Redis)."""
     import uvicorn
 
-    from hitl_shared.service import discover_services
+    from hitl_shared.service import load_service
 
     _logging()
     _settings()
-    spec = discover_services()[service]
+    spec = load_service(service)
     os.environ["HITL_SERVE_SERVICE"] = service
     uvicorn.run(
         "hitl_shared.assembly:serve_app_factory",
@@ -126,13 +126,13 @@ def serve(service: str, port: int | None, host: str, workers: int) -> None:
 def worker(service: str, metrics_port: int | None) -> None:
     """Run one queue worker (distributed mode)."""
     from hitl_shared.assembly import run_worker
-    from hitl_shared.service import discover_services
+    from hitl_shared.service import load_service
 
     _logging()
     settings = _settings()
     if metrics_port is None:
         metrics_port = settings.metrics_port or WORKER_METRICS_PORTS[service]
-    run_worker(discover_services()[service], settings, metrics_port)
+    run_worker(load_service(service), settings, metrics_port)
 
 
 async def _with_work(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:

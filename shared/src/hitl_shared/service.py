@@ -53,5 +53,14 @@ def discover_services() -> dict[str, ServiceSpec]:
     return {name: found[name] for name in sorted(found, key=_order)}
 
 
+def load_service(name: str) -> ServiceSpec:
+    """One service only: a distributed process does not import (or pay for) the others."""
+    for ep in entry_points(group="hitl.services", name=name):
+        spec = ep.load()
+        if isinstance(spec, ServiceSpec):
+            return spec
+    raise RuntimeError(f"service {name!r} is not installed; run `uv sync --all-packages`")
+
+
 def _order(name: str) -> int:
     return SERVICE_ORDER.index(name) if name in SERVICE_ORDER else len(SERVICE_ORDER)
