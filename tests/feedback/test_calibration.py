@@ -75,3 +75,14 @@ def test_no_band_good_enough_keeps_thresholds_conservative() -> None:
     assert "No confidence band" in rec.reason
     t, *_ = recommend_light_threshold(conf, correct, 0.02)
     assert t is None
+
+
+def test_time_saved_against_the_manual_baseline() -> None:
+    from hitl_feedback.stats import time_saved
+
+    manual = [60.0, 50.0, 70.0, 65.0, 55.0]
+    everything = manual + [10.0] * 95  # the rest reviewed at light level
+    saved = time_saved(everything, manual)
+    assert saved["baseline_seconds_per_item"] == 60.0
+    assert saved["saved_share"] == round(1 - (300 + 950) / (60 * 100), 4)
+    assert time_saved([5.0], [])["saved_hours"] is None
