@@ -64,3 +64,57 @@ async def test_fresh_data_dir_prints_credentials_once(tmp_path: Path) -> None:
     finally:
         procs2.stop()
     assert "API key:" not in (tmp_path / "second" / "up.log").read_text()
+
+
+async def test_accepted_items_survive_a_crash(tmp_path: Path) -> None:
+    """SIGKILL right after accepting items: after a restart every one of them is processed."""
+    import os
+    import signal
+
+    from tests.support import wait_for
+
+    port = free_port()
+    env = {
+        "HITL_BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "HITL_BOOTSTRAP_API_KEY": API_KEY,
+        "HITL_SWEEP_INTERVAL_SECONDS": "1",
+        "HITL_STUCK_AFTER_SECONDS": "1",
+        "HITL_DATABASE_URL": "",
+        "HITL_DEMO_ITEMS": "false",
+    }
+    data_dir = tmp_path / "data"
+    base = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    first = Processes(env, tmp_path)
+    proc = first.start("up", "up", "--port", str(port), "--data-dir", str(data_dir))
+    ids = []
+    try:
+        first.wait_http(f"{base}/readyz")
+        with httpx.Client(base_url=base, headers=headers) as api:
+            for n in range(30):
+                r = api.post(
+                    "/v1/items",
+                    json={"workflow": "support-triage", "input": {"body": f"ticket {n}"}},
+                )
+                assert r.status_code == 202
+                ids.append(r.json()["id"])
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # no clean shutdown: in-memory queue lost
+        proc.wait()
+    (tmp_path / "again").mkdir()
+    second = Processes(env, tmp_path / "again")
+    second.start("up", "up", "--port", str(port), "--data-dir", str(data_dir))
+    try:
+        second.wait_http(f"{base}/readyz")
+        async with httpx.AsyncClient(base_url=base, headers=headers) as api:
+
+            async def all_in_review() -> bool:
+                for item_id in ids:
+                    r = await api.get(f"/v1/items/{item_id}")
+                    if r.json()["status"] != "in_review":
+                        return False
+                return True
+
+            await wait_for(all_in_review, timeout=60, what="every accepted item to be processed")
+    finally:
+        second.stop()
