@@ -23,6 +23,11 @@ class CalibrationMap:
     method: str  # identity | platt | isotonic
     params: dict[str, Any]
     items: int
+    # The model whose confidences it was fitted on; None fits any (identity, or tests).
+    model: str | None = None
+
+    def applies_to(self, model: str) -> bool:
+        return self.model is None or self.model == model
 
     def apply(self, raw: float | np.ndarray) -> np.ndarray:
         p = np.clip(np.asarray(raw, dtype=float), 1e-6, 1 - 1e-6)
@@ -37,13 +42,20 @@ class CalibrationMap:
         return float(self.apply(raw))
 
     def to_json(self) -> dict[str, Any]:
-        return {"method": self.method, "params": self.params, "items": self.items}
+        return {
+            "method": self.method,
+            "params": self.params,
+            "items": self.items,
+            "model": self.model,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> CalibrationMap:
         if not data:
             return IDENTITY
-        return cls(data["method"], data.get("params", {}), int(data.get("items", 0)))
+        return cls(
+            data["method"], data.get("params", {}), int(data.get("items", 0)), data.get("model")
+        )
 
 
 IDENTITY = CalibrationMap("identity", {}, 0)

@@ -76,17 +76,18 @@ def fit_isotonic(raw: np.ndarray, correct: np.ndarray) -> tuple[list[float], lis
     return knots_x, [float(v) for v in knots_y]
 
 
-def fit(raw: np.ndarray, correct: np.ndarray) -> CalibrationMap:
+def fit(raw: np.ndarray, correct: np.ndarray, model: str | None = None) -> CalibrationMap:
+    """The map for one model's confidences (it applies to that model only)."""
     raw = np.asarray(raw, dtype=float)
     correct = np.asarray(correct, dtype=float)
     n = len(raw)
     if n < MIN_ITEMS:
-        return CalibrationMap("identity", {}, n)
+        return CalibrationMap("identity", {}, n, model)
     if n < ISOTONIC_FROM:
         a, b = fit_platt(raw, correct)
-        return CalibrationMap("platt", {"a": a, "b": b}, n)
+        return CalibrationMap("platt", {"a": a, "b": b}, n, model)
     x, y = fit_isotonic(raw, correct)
-    return CalibrationMap("isotonic", {"x": x, "y": y}, n)
+    return CalibrationMap("isotonic", {"x": x, "y": y}, n, model)
 
 
 def expected_calibration_error(conf: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:

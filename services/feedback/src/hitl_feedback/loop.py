@@ -16,7 +16,14 @@ from hitl_feedback.calibration import expected_calibration_error, fit
 from hitl_feedback.thresholds import Recommendation, backtest, recommend
 from hitl_shared.audit import record
 from hitl_shared.calibration import CALIBRATION_PROVIDER, calibration_snapshot, current_calibration
-from hitl_shared.db.models import AIResult, FeedbackRecord, ModelSnapshot, RoutingDecision, Workflow
+from hitl_shared.db.models import (
+    AIResult,
+    FeedbackRecord,
+    Item,
+    ModelSnapshot,
+    RoutingDecision,
+    Workflow,
+)
 from hitl_shared.metrics import CALIBRATION_ECE, LIGHT_BAND_ACCURACY_LOW
 from hitl_shared.runtime import Runtime
 from hitl_shared.work import Work
@@ -30,6 +37,7 @@ HISTORY = 2000  # recent decisions only: the model behind the confidences keeps 
 
 @dataclass
 class History:
+    model: str | None
     raw: np.ndarray
     correct: np.ndarray
     levels: list[str]
@@ -37,9 +45,24 @@ class History:
     seconds: np.ndarray
 
 
+async def current_model(session: AsyncSession, workflow_id: uuid.UUID) -> str | None:
+    """The model behind the workflow's latest AI result (a retrained local model is a new one)."""
+    value = await session.scalar(
+        sa.select(AIResult.model)
+        .join(Item, Item.id == AIResult.item_id)
+        .where(Item.workflow_id == workflow_id, AIResult.error.is_(None))
+        .order_by(AIResult.created_at.desc())
+        .limit(1)
+    )
+    return str(value) if value is not None else None
+
+
 async def decided_history(
     session: AsyncSession, workflow_id: uuid.UUID, limit: int = HISTORY
 ) -> History:
+    """Recent human decisions on answers of the current model only: a map fitted on another
+    model's confidences would mis-correct this one's (after a retrain, say)."""
+    model = await current_model(session, workflow_id)
     rows = (
         await session.execute(
             sa.select(
@@ -52,13 +75,16 @@ async def decided_history(
             .join(AIResult, AIResult.item_id == FeedbackRecord.item_id)
             .outerjoin(RoutingDecision, RoutingDecision.item_id == FeedbackRecord.item_id)
             .where(
-                FeedbackRecord.workflow_id == workflow_id, FeedbackRecord.ai_correct.is_not(None)
+                FeedbackRecord.workflow_id == workflow_id,
+                FeedbackRecord.ai_correct.is_not(None),
+                AIResult.model == model,
             )
             .order_by(FeedbackRecord.created_at.desc())
             .limit(limit)
         )
     ).all()
     return History(
+        model=model,
         raw=np.array([r[0] for r in rows], dtype=float),
         correct=np.array([1.0 if r[1] else 0.0 for r in rows]),
         levels=[r[2] for r in rows],
@@ -97,7 +123,7 @@ async def analyse(
     t = config.routing.thresholds
     if len(history.raw) == 0:
         return {"items": 0, "calibration": None, "recommendation": None}
-    cmap = fit(history.raw, history.correct)
+    cmap = fit(history.raw, history.correct, model=history.model)
     oof = (
         out_of_fold(history.raw, history.correct)
         if len(history.raw) >= 60

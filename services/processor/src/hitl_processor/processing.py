@@ -74,7 +74,8 @@ async def process_item(work: Work, runtime: Runtime, item_id: str) -> None:
     outcome.flags = sorted(set(outcome.flags) | set(safety_flags(text)))
     if outcome.error is None:
         cmap = await calibration_for(runtime, session, item.workflow_id)
-        outcome.confidence = cmap.apply_one(outcome.raw_confidence)
+        if cmap.applies_to(outcome.model):
+            outcome.confidence = cmap.apply_one(outcome.raw_confidence)
     session.add(
         AIResult(
             item_id=item.id,
