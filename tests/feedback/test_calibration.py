@@ -58,11 +58,12 @@ def calibrated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("target", [0.02, 0.05])
 def test_recommended_threshold_meets_its_target_on_held_out_data(target: float) -> None:
     conf, correct = calibrated(3000, seed=4)
-    rec = recommend(conf, correct, current_light=0.85, current_full=0.6, target_error=target)
+    # From a strict start, the loop loosens as far as the evidence allows.
+    rec = recommend(conf, correct, current_light=0.99, current_full=0.6, target_error=target)
     assert rec.band_items >= 50
     test_conf, test_correct = calibrated(200_000, seed=5)
     band = test_conf >= rec.light
-    assert band.mean() > 0.3  # it does cover something
+    assert band.mean() > 0.15  # it does cover something
     assert 1 - test_correct[band].mean() <= target
 
 
@@ -71,8 +72,10 @@ def test_no_band_good_enough_keeps_thresholds_conservative() -> None:
     conf = rng.uniform(0.5, 1.0, 500)
     correct = (rng.uniform(size=500) < 0.8).astype(float)  # 80% right whatever it says
     rec = recommend(conf, correct, current_light=0.9, current_full=0.6, target_error=0.02)
-    assert rec.light >= 0.9
-    assert "No confidence band" in rec.reason
+    assert rec.light == 1.0  # proven too wrong everywhere: light review suspended
+    assert "No confidence band is reliable enough" in rec.reason
+    few = recommend(conf[:20], correct[:20], current_light=0.9, current_full=0.6)
+    assert few.light == 0.9  # too little evidence to move anything
     t, *_ = recommend_light_threshold(conf, correct, 0.02)
     assert t is None
 

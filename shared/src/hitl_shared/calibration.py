@@ -32,7 +32,7 @@ class CalibrationMap:
     def apply(self, raw: float | np.ndarray) -> np.ndarray:
         p = np.clip(np.asarray(raw, dtype=float), 1e-6, 1 - 1e-6)
         if self.method == "platt":
-            z = self.params["a"] * logit(p) + self.params["b"]
+            z = np.clip(self.params["a"] * logit(p) + self.params["b"], -40, 40)
             return 1.0 / (1.0 + np.exp(-z))
         if self.method == "isotonic":
             return np.interp(p, self.params["x"], self.params["y"])

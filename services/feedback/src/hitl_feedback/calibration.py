@@ -25,7 +25,7 @@ def fit_platt(raw: np.ndarray, correct: np.ndarray, l2: float = 1e-3) -> tuple[f
     t = np.where(correct > 0, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
     a, b = 1.0, 0.0
     for _ in range(50):
-        z = a * x + b
+        z = np.clip(a * x + b, -40, 40)
         p = 1.0 / (1.0 + np.exp(-z))
         w = p * (1 - p)
         g_a = float(np.sum((p - t) * x)) + l2 * (a - 1.0)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hitl_shared.db.models import (
     AIResult,
+    Canary,
     FeedbackRecord,
     ReviewDecision,
     ReviewTask,
@@ -19,6 +21,7 @@ from hitl_shared.jobs import RECALIBRATE, RECORD_FEEDBACK
 from hitl_shared.lifecycle import Outcome, TaskStatus
 from hitl_shared.metrics import (
     AI_AGREEMENT,
+    CANARY_RESULTS,
     REVIEW_ACTIVE_SECONDS,
     REVIEW_DECISIONS,
     REVIEW_QUEUE_OLDEST,
@@ -47,6 +50,14 @@ async def record_feedback(work: Work, runtime: Runtime, decision_id: str) -> Non
     decision = await session.get(ReviewDecision, did)
     if decision is None:
         return
+    canary = (
+        await session.execute(
+            sa.select(Canary).where(Canary.item_id == decision.item_id).with_for_update()
+        )
+    ).scalar_one_or_none()
+    if canary is not None:
+        await _record_canary(session, canary, decision)
+        return
     task = await session.get(ReviewTask, decision.task_id)
     ai = (
         await session.execute(sa.select(AIResult).where(AIResult.item_id == decision.item_id))
@@ -67,6 +78,11 @@ async def record_feedback(work: Work, runtime: Runtime, decision_id: str) -> Non
         ai_correct = ai_label is not None and ai_label == final_label
     else:
         ai_correct = False if ai_label is not None else None
+    by_system = decision.reviewer_id is None
+    if by_system:
+        # Approved automatically: no human judged the AI, so it is no evidence of accuracy
+        # and no training example (the model must not learn from its own unchecked answers).
+        ai_correct, final_label = None, None
     record = FeedbackRecord(
         decision_id=decision.id,
         item_id=decision.item_id,
@@ -88,6 +104,8 @@ async def record_feedback(work: Work, runtime: Runtime, decision_id: str) -> Non
         await session.scalar(sa.select(Workflow.name).where(Workflow.id == task.workflow_id))
         or "unknown"
     )
+    if by_system:
+        return
     REVIEW_DECISIONS.labels(wf, record.level, record.outcome).inc()
     REVIEW_ACTIVE_SECONDS.labels(wf, record.level, record.outcome).observe(record.active_seconds)
     if record.outcome == Outcome.APPROVED.value and record.read_chars > 0:
@@ -98,12 +116,35 @@ async def record_feedback(work: Work, runtime: Runtime, decision_id: str) -> Non
         AI_AGREEMENT.labels(wf, record.level, "true" if ai_correct else "false").inc()
 
 
+async def _record_canary(session: AsyncSession, canary: Canary, decision: ReviewDecision) -> None:
+    """A canary measures the reviewer, not the AI: no feedback record (so never training data
+    nor accuracy), only whether the known-wrong answer was caught."""
+    if canary.decision_id is not None:
+        return  # already recorded: a repeated message
+    final = _label(decision.output)
+    caught = decision.outcome != Outcome.APPROVED.value and final != canary.wrong_label
+    canary.decision_id = decision.id
+    canary.reviewer_id = decision.reviewer_id
+    canary.caught = caught
+    canary.decided_at = decision.created_at
+    await session.flush()
+    wf = (
+        await session.scalar(sa.select(Workflow.name).where(Workflow.id == canary.workflow_id))
+        or "unknown"
+    )
+    CANARY_RESULTS.labels(wf, "true" if caught else "false").inc()
+
+
 async def sweep_unrecorded(work: Work, runtime: Runtime) -> int:
     ids = (
         await work.session.scalars(
             sa.select(ReviewDecision.id)
             .outerjoin(FeedbackRecord, FeedbackRecord.decision_id == ReviewDecision.id)
-            .where(FeedbackRecord.id.is_(None))
+            .outerjoin(Canary, Canary.item_id == ReviewDecision.item_id)
+            .where(
+                FeedbackRecord.id.is_(None),
+                sa.or_(Canary.id.is_(None), Canary.decision_id.is_(None)),
+            )
             .limit(1000)
         )
     ).all()

@@ -107,6 +107,16 @@ def backtest(
     return bt
 
 
+def _band(
+    conf: np.ndarray, correct: np.ndarray, t: float, z: float = 1.96
+) -> tuple[int, float, float, float]:
+    band = conf >= t
+    size = int(band.sum())
+    hits = int(correct[band].sum())
+    low, high = wilson_interval(hits, size, z)
+    return size, (hits / size if size else 0.0), low, high
+
+
 def recommend(
     conf: np.ndarray,
     correct: np.ndarray,
@@ -114,21 +124,49 @@ def recommend(
     current_full: float,
     target_error: float = 0.02,
     min_band: int = 50,
+    step: float = 0.01,
 ) -> Recommendation:
-    t, size, acc, low = recommend_light_threshold(conf, correct, target_error, min_band)
-    if t is None:
-        # No band is proven good enough yet: be conservative, never loosen.
-        light = max(current_light, 0.85)
+    """Move the light threshold only on proof: loosen while every wider band still meets the
+    target at its lower bound; tighten only when the current band is proven worse than the
+    target (its upper bound is below it); otherwise keep what the operator has."""
+    target = 1 - target_error
+    size, acc, low, high = _band(conf, correct, current_light)
+    if size >= min_band and high < target:
+        # Proven too wrong: the lowest stricter threshold whose band meets the target.
+        for t in np.round(np.arange(current_light + step, 1.0 + 1e-9, step), 4):
+            n, a, lo, _ = _band(conf, correct, float(t))
+            if n >= min_band and lo >= target:
+                reason = (
+                    f"The light band (confidence ≥ {current_light:.0%}) was right on only "
+                    f"{acc:.1%} of {size} decided items; from {t:.0%} up, {n} items were "
+                    f"{a:.1%} right (95% lower bound {lo:.1%})."
+                )
+                return Recommendation(
+                    float(t), min(current_full, float(t)), target_error, n, a, lo, reason
+                )
         reason = (
-            f"No confidence band of at least {min_band} decided items reaches "
-            f"{1 - target_error:.0%} accuracy at the 95% lower bound yet; "
-            f"light review stays at {light:.0%} or above."
+            f"No confidence band is reliable enough yet: the light band was right on only "
+            f"{acc:.1%} of {size} decided items. Light review is suspended until it is."
         )
-        return Recommendation(light, min(current_full, light), target_error, 0, None, None, reason)
-    # Never recommend below the full threshold's floor; a tiny step is not worth a new version.
-    light = float(min(max(t, 0.5), 0.999))
+        return Recommendation(1.0, current_full, target_error, size, acc, low, reason)
+    if size < min_band or low < target:
+        reason = (
+            f"No confidence band of at least {min_band} decided items is proven to reach "
+            f"{target:.0%} accuracy at the 95% lower bound beyond the current one; light review "
+            f"stays at {current_light:.0%}."
+        )
+        return Recommendation(
+            current_light, current_full, target_error, size, acc or None, low, reason
+        )
+    best = (current_light, size, acc, low)
+    for t in np.round(np.arange(current_light - step, 0.5 - 1e-9, -step), 4):
+        n, a, lo, _ = _band(conf, correct, float(t))
+        if lo < target:
+            break  # fixed-sequence: the first failure ends the search
+        best = (float(t), n, a, lo)
+    light, n, a, lo = best
     reason = (
-        f"{size} decided items with confidence ≥ {light:.1%} were {acc:.1%} right "
-        f"(95% lower bound {low:.1%} ≥ target {1 - target_error:.0%})."
+        f"{n} decided items with confidence ≥ {light:.0%} were {a:.1%} right "
+        f"(95% lower bound {lo:.1%} ≥ target {target:.0%})."
     )
-    return Recommendation(light, min(current_full, light), target_error, size, acc, low, reason)
+    return Recommendation(light, min(current_full, light), target_error, n, a, lo, reason)
