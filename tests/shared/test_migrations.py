@@ -12,9 +12,20 @@ from hitl_shared.db.engine import create_engine
 from hitl_shared.db.migrate import upgrade
 from hitl_shared.db.models import Base
 
+# SQLite's reflection cannot express a DESC index column, so alembic can only guess there
+# (it warns "approximate signature"); PostgreSQL compares these indexes exactly.
+DESC_INDEXES = {"ix_review_tasks_open_queue", "ix_review_tasks_open_any"}
+
 
 def _diff(connection) -> list[object]:  # type: ignore[no-untyped-def]
-    ctx = MigrationContext.configure(connection, opts={"compare_type": True})
+    def include(obj, name, type_, reflected, compare_to) -> bool:  # type: ignore[no-untyped-def]
+        return not (
+            connection.dialect.name == "sqlite" and type_ == "index" and name in DESC_INDEXES
+        )
+
+    ctx = MigrationContext.configure(
+        connection, opts={"compare_type": True, "include_object": include}
+    )
     return list(compare_metadata(ctx, Base.metadata))
 
 

@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from hitl_shared.db.models import ApiKey
 from hitl_shared.db.types import utcnow
 from hitl_shared.http import ApiError, RuntimeDep
+from hitl_shared.runtime import Runtime
 from hitl_shared.security import hash_api_key
 
 CACHE_SECONDS = 10.0
@@ -69,3 +70,11 @@ async def require_api_key(request: Request, runtime: RuntimeDep) -> ApiClient:
 
 
 ClientDep = Annotated[ApiClient, Depends(require_api_key)]
+
+
+def forget_api_key(runtime: Runtime, key_hash: str) -> None:
+    """Drop a key from this process's cache, so a revocation applies here at once (other
+    processes notice within CACHE_SECONDS)."""
+    cache = runtime.state.get("api_keys")
+    if isinstance(cache, dict):
+        cache.pop(key_hash, None)

@@ -57,7 +57,8 @@ def transition(item: HasStatus, target: ItemStatus) -> None:
 
 
 class ReviewLevel(StrEnum):
-    AUTO = "auto"
+    AUTO = "auto"  # approved by the system (only where a workflow allows it)
+    BATCH = "batch"  # low-confidence declines, approved as a group on the batch page
     LIGHT = "light"
     FULL = "full"
     MANUAL = "manual"

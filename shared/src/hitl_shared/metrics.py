@@ -101,6 +101,42 @@ REVIEWER_FLAGGED = Gauge(
     "1 while a review-theatre detector flags the reviewer",
     ["reviewer", "flag"],
 )
+ROUTING_AUDIT_SAMPLES = Counter(
+    "hitl_routing_audit_samples_total",
+    "Items drawn as a random audit sample into full review, by the band they came from",
+    ["workflow", "band"],
+)
+ROUTING_SHADOW = Counter(
+    "hitl_routing_shadow_total",
+    "Items routed in shadow mode, by the level the policy would have chosen",
+    ["workflow", "shadow_level"],
+)
+ROUTING_RULE_MATCHES = Counter(
+    "hitl_routing_rule_matches_total", "Risk rules that matched an item", ["workflow", "rule"]
+)
+CANARIES_PLACED = Counter(
+    "hitl_canaries_placed_total", "Known-wrong canary items placed in review queues", ["workflow"]
+)
+CANARY_RESULTS = Counter(
+    "hitl_canary_results_total",
+    "Canaries decided: caught means the reviewer did not approve the known-wrong answer",
+    ["workflow", "caught"],
+)
+SLA_BREACHES = Counter(
+    "hitl_sla_breaches_total",
+    "Review tasks that passed their due time, by the level they were waiting at",
+    ["workflow", "level"],
+)
+ESCALATIONS = Counter(
+    "hitl_escalations_total",
+    "Tasks escalated to a lead, by source (reviewer or sla)",
+    ["workflow", "source"],
+)
+BATCH_DECISIONS = Counter(
+    "hitl_batch_decisions_total",
+    "Items decided on the batch review page, by action (approved or sent to review)",
+    ["workflow", "action"],
+)
 JOB_RUNS = Counter("hitl_job_runs_total", "Jobs run", ["job", "result"])
 JOB_SECONDS = Histogram("hitl_job_duration_seconds", "Job run time", ["job"])
 ENQUEUE_FAILURES = Counter(

@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hitl_shared.db.models import AIResult, Item, ReviewDecision, RoutingDecision, User, Workflow
 from hitl_shared.lifecycle import PUBLIC_STATUS, ItemStatus
 
+SYSTEM_DECIDER = "system"
+
 
 class AIView(BaseModel):
     output: dict[str, Any] | None = None
@@ -65,7 +67,7 @@ async def item_view(session: AsyncSession, item: Item) -> ItemView:
         row = (
             await session.execute(
                 sa.select(ReviewDecision, User.username)
-                .join(User, User.id == ReviewDecision.reviewer_id)
+                .outerjoin(User, User.id == ReviewDecision.reviewer_id)
                 .where(ReviewDecision.item_id == item.id)
                 .order_by(ReviewDecision.created_at.desc())
                 .limit(1)
@@ -73,6 +75,8 @@ async def item_view(session: AsyncSession, item: Item) -> ItemView:
         ).first()
         if row is not None:
             decision, decided_by = row
+            if decision.reviewer_id is None:
+                decided_by = SYSTEM_DECIDER  # approved automatically (`auto` level)
     return ItemView(
         id=str(item.id),
         workflow=wf_name,

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hitl_shared.db.models import FeedbackRecord, Workflow
+from hitl_shared.db.models import FeedbackRecord, RoutingDecision, Workflow
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -60,14 +60,30 @@ async def workflow_summaries(session: AsyncSession) -> list[dict[str, Any]]:
                 FeedbackRecord.outcome,
                 FeedbackRecord.ai_correct,
                 FeedbackRecord.active_seconds,
-            ).join(Workflow, Workflow.id == FeedbackRecord.workflow_id)
+                RoutingDecision.audited_level,
+            )
+            .join(Workflow, Workflow.id == FeedbackRecord.workflow_id)
+            .outerjoin(RoutingDecision, RoutingDecision.item_id == FeedbackRecord.item_id)
         )
     ).all()
     by_wf: dict[str, dict[str, Any]] = {}
-    for name, level, outcome, correct, seconds in rows:
+    for name, level, outcome, correct, seconds, audited in rows:
         wf = by_wf.setdefault(
-            name, {"workflow": name, "decisions": 0, "outcomes": {}, "levels": {}, "_t": []}
+            name,
+            {
+                "workflow": name,
+                "decisions": 0,
+                "outcomes": {},
+                "levels": {},
+                "audit_samples": {},
+                "_t": [],
+            },
         )
+        if audited and correct is not None:
+            # The band's real error rate: items that would have had a lighter look.
+            band = wf["audit_samples"].setdefault(audited, {"judged": 0, "ai_correct": 0})
+            band["judged"] += 1
+            band["ai_correct"] += int(bool(correct))
         wf["decisions"] += 1
         wf["outcomes"][outcome] = wf["outcomes"].get(outcome, 0) + 1
         lv = wf["levels"].setdefault(
@@ -87,6 +103,10 @@ async def workflow_summaries(session: AsyncSession) -> list[dict[str, Any]]:
             low, high = wilson_interval(lv["ai_correct"], lv["judged"])
             lv["ai_accuracy"] = lv["ai_correct"] / lv["judged"] if lv["judged"] else None
             lv["ai_accuracy_95ci"] = [round(low, 4), round(high, 4)]
+        for band in wf["audit_samples"].values():
+            low, high = wilson_interval(band["ai_correct"], band["judged"])
+            band["ai_accuracy"] = band["ai_correct"] / band["judged"]
+            band["ai_accuracy_95ci"] = [round(low, 4), round(high, 4)]
         times = wf.pop("_t")
         wf["median_active_seconds"] = median(times)
         wf["time_saved"] = time_saved(times, manual_times)

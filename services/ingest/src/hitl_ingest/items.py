@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hitl_ingest.intake import intake_writer
 from hitl_ingest.schemas import ItemCreate, WorkflowView
 from hitl_shared.api_auth import ApiClient
-from hitl_shared.db.models import Item, Workflow, WorkflowVersion
+from hitl_shared.db.models import Canary, Item, Workflow, WorkflowVersion
 from hitl_shared.db.types import utcnow
 from hitl_shared.http import ApiError
 from hitl_shared.lifecycle import ItemStatus
@@ -181,10 +181,15 @@ def _parse_id(item_id: str) -> uuid.UUID:
 
 async def load_item_for(session: AsyncSession, client: ApiClient, item_id: str) -> Item:
     item = await session.get(Item, _parse_id(item_id))
-    if item is None or (
-        item.api_key_id is not None
-        and item.api_key_id != client.key_id
-        and client.workflows is not None
+    if (
+        item is None
+        or (
+            item.api_key_id is not None
+            and item.api_key_id != client.key_id
+            and client.workflows is not None
+        )
+        # Canaries are the system's own test items: no integration ever sees one.
+        or await session.scalar(sa.select(Canary.id).where(Canary.item_id == item.id)) is not None
     ):
         raise ApiError(404, "item_not_found", f"There is no item with id {item_id!r}.")
     return item

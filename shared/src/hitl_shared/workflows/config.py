@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from hitl_shared.workflows.conditions import (
+    ConditionError,
+    Node,
+    evaluate,
+    parse_condition,
+    structured_condition,
+)
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$"
 
@@ -33,9 +52,150 @@ class Thresholds(BaseModel):
         return self
 
 
+RuleLevel = Literal["full", "manual", "escalated"]
+
+
+class RiskRule(BaseModel):
+    """A declarative risk condition that forces a stricter review level, whatever the
+    confidence. Either ``when`` (an expression, see ``conditions``) or the structured
+    ``field`` / ``op`` / ``value``."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+    when: str | None = None
+    field: str | None = None
+    op: str | None = None
+    value: Any = None
+    level: RuleLevel = "full"
+    reason: str = Field(min_length=1, max_length=500)
+    _condition: Node | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _compile(self) -> RiskRule:
+        if (self.when is None) == (self.field is None):
+            raise ValueError("give either `when` (an expression) or `field` with `op` and `value`")
+        try:
+            if self.when is not None:
+                if self.op is not None or self.value is not None:
+                    raise ValueError("`op` and `value` belong to the structured form (`field`)")
+                self._condition = parse_condition(self.when)
+            else:
+                if self.op is None:
+                    raise ValueError("`field` needs an `op` (eq, ne, gt, ge, lt, le, in, ...)")
+                self._condition = structured_condition(self.field or "", self.op, self.value)
+        except ConditionError as e:
+            raise ValueError(f"invalid condition: {e}") from e
+        return self
+
+    @property
+    def condition(self) -> Node:
+        assert self._condition is not None
+        return self._condition
+
+    def matches(self, data: dict[str, Any]) -> bool:
+        return evaluate(self.condition, data)
+
+
+class AutoApprove(BaseModel):
+    """Completion without a human. Off unless an operator turns it on for a low-risk workflow;
+    an audit sample still goes to a human (``audit.auto``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False
+    min_confidence: float = Field(default=0.98, gt=0, le=1)
+
+
+class AuditSampling(BaseModel):
+    """Share of items that could skip a careful look but get a full review anyway, so
+    feedback measures the real error rate of each band. Drawn per item from a hash of its id:
+    the same item always gets the same verdict."""
+
+    model_config = ConfigDict(extra="forbid")
+    auto: float = Field(default=0.05, ge=0, le=1)
+    light: float = Field(default=0.0, ge=0, le=1)
+
+
+class BatchSettings(BaseModel):
+    """Low-confidence negative outcomes (declines) that a human approves as a group."""
+
+    model_config = ConfigDict(extra="forbid")
+    labels: list[str] = Field(min_length=1)
+    below_confidence: float = Field(default=0.6, gt=0, le=1)
+    # How many items one batch page shows at most.
+    size: int = Field(default=50, ge=2, le=500)
+
+
+class CanarySettings(BaseModel):
+    """Known-wrong answers placed in the light queue to measure whether reviewers read."""
+
+    model_config = ConfigDict(extra="forbid")
+    # Canaries per routed item (0.02: about one for every fifty items).
+    rate: float = Field(default=0.0, ge=0, le=0.5)
+
+
+_DURATION = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*$")
+
+
+def _duration(value: Any) -> Any:
+    """Accepts "90m", "4h", "1d 12h", seconds as a number, or ISO 8601 ("PT4H")."""
+    if isinstance(value, str) and not value.upper().startswith("P"):
+        m = _DURATION.match(value)
+        if not m or not any(m.groups()):
+            raise ValueError(f"{value!r} is not a duration such as 30m, 4h or 1d")
+        d, h, mi, se = (int(g or 0) for g in m.groups())
+        return timedelta(days=d, hours=h, minutes=mi, seconds=se)
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+class SLA(BaseModel):
+    """How long an item may wait at each level before it is overdue and escalates."""
+
+    model_config = ConfigDict(extra="forbid")
+    light: Duration = timedelta(hours=4)
+    full: Duration = timedelta(hours=8)
+    manual: Duration = timedelta(hours=24)
+    batch: Duration = timedelta(hours=24)
+    escalated: Duration = timedelta(hours=4)
+
+    @model_validator(mode="after")
+    def _positive(self) -> SLA:
+        for name in ("light", "full", "manual", "batch", "escalated"):
+            if getattr(self, name) <= timedelta(0):
+                raise ValueError(f"sla.{name} must be longer than zero")
+        return self
+
+    def for_level(self, level: str) -> timedelta | None:
+        value = getattr(self, level, None) if level in SLA_LEVELS else None
+        return value if isinstance(value, timedelta) else None
+
+
+SLA_LEVELS = ("light", "full", "manual", "batch", "escalated")
+
+
 class Routing(BaseModel):
     model_config = ConfigDict(extra="forbid")
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    # Risk rules override confidence; the strictest matching rule wins.
+    rules: list[RiskRule] = Field(default_factory=list, max_length=200)
+    auto_approve: AutoApprove = Field(default_factory=AutoApprove)
+    audit: AuditSampling = Field(default_factory=AuditSampling)
+    batch: BatchSettings | None = None
+    canaries: CanarySettings = Field(default_factory=CanarySettings)
+    sla: SLA = Field(default_factory=SLA)
+    # Shadow mode: every item gets a full review; the level the policy would have chosen is
+    # recorded, so operators see what loosening the thresholds would do.
+    shadow: bool = False
+
+    @model_validator(mode="after")
+    def _distinct_rule_names(self) -> Routing:
+        names = [r.name for r in self.rules]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"routing.rules names must be distinct: {', '.join(dupes)}")
+        return self
 
 
 class ProviderConfig(BaseModel):
@@ -122,6 +282,13 @@ class WorkflowConfig(BaseModel):
         for i, ex in enumerate(self.examples):
             if ex.label not in names:
                 raise ValueError(f"examples[{i}].label {ex.label!r} is not one of the labels")
+        if self.routing.batch is not None:
+            unknown = [n for n in self.routing.batch.labels if n not in names]
+            if unknown:
+                raise ValueError(
+                    f"routing.batch.labels: {', '.join(map(repr, unknown))} "
+                    "not among the workflow's labels"
+                )
         return self
 
     @property
@@ -149,10 +316,18 @@ def load_workflow_file(path: Path) -> tuple[WorkflowConfig, str]:
         return WorkflowConfig.model_validate(data), source
     except ValidationError as e:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            f"{key_path(err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
             for err in e.errors()
         )
         raise WorkflowFileError(f"{path}: {problems}") from e
+
+
+def key_path(loc: tuple[int | str, ...]) -> str:
+    """('routing', 'rules', 0, 'when') → routing.rules[0].when, as the YAML reads."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
 
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"

@@ -12,17 +12,13 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hitl_processor.local_model import TextClassifier
+from hitl_processor.providers.base import AIOutcome
+from hitl_processor.text import item_text
 from hitl_shared.db.models import FeedbackRecord, Item, ModelSnapshot
 from hitl_shared.runtime import Runtime
 from hitl_shared.work import Work
 from hitl_shared.workflows.config import WorkflowConfig
-
-try:
-    from hitl_processor.local_model import TextClassifier
-except ImportError:  # TEMPORARY
-    from hitl_processor._interim_model import TextClassifier
-from hitl_processor.providers.base import AIOutcome
-from hitl_processor.text import item_text
 
 RECHECK_SECONDS = 5.0
 MAX_TRAINING_EXAMPLES = 20_000

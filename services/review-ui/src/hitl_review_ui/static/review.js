@@ -25,13 +25,53 @@
     form.addEventListener("submit", function () { activeField.value = String(Math.round(active)); });
   }
 
-  function radios() { return Array.prototype.slice.call(document.querySelectorAll("input[name=label]")); }
+  // Only the answers the filter leaves visible take part in 1-9, j and k.
+  function radios() {
+    return Array.prototype.slice.call(document.querySelectorAll("input[name=label]"))
+      .filter(function (r) { return !r.closest("label").hidden; });
+  }
+  function renumber() {
+    radios().forEach(function (r, i) {
+      r.closest("label").querySelector("kbd").textContent = i < 9 ? String(i + 1) : "";
+    });
+  }
+  var filter = document.getElementById("label-filter");
+  if (filter) {
+    filter.hidden = false;
+    filter.addEventListener("input", function () {
+      var q = filter.value.trim().toLowerCase();
+      document.querySelectorAll(".label-choice").forEach(function (el) {
+        el.hidden = q !== "" && el.textContent.toLowerCase().indexOf(q) === -1;
+      });
+      renumber();
+    });
+    filter.addEventListener("keydown", function (e) {
+      // Enter must never submit the form from here (the first button approves).
+      if (e.key === "Enter") {
+        e.preventDefault();
+        var first = radios()[0];
+        if (first) { first.checked = true; first.focus(); }
+      } else if (e.key === "Escape") {
+        e.preventDefault();
+        filter.value = ""; filter.dispatchEvent(new Event("input")); filter.blur();
+      }
+    });
+  }
   function click(id) { var el = document.getElementById(id); if (el) { el.click(); } }
   function move(step) {
     var rs = radios(); if (!rs.length) { return; }
     var i = rs.findIndex(function (r) { return r.checked; });
     var next = rs[(i + step + rs.length) % rs.length];
     next.checked = true; next.focus();
+  }
+
+  // In the escalation reason, Ctrl+Enter (or Cmd+Enter) sends it.
+  var escReason = document.getElementById("escalation-reason");
+  if (escReason) {
+    escReason.addEventListener("keydown", function (e) {
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); click("escalate"); }
+      else if (e.key === "Escape") { document.getElementById("escalate-box").open = false; escReason.blur(); }
+    });
   }
 
   document.addEventListener("keydown", function (e) {
@@ -54,6 +94,13 @@
         if (box) { box.open = true; document.getElementById("reason-code").focus(); }
         break;
       case "s": e.preventDefault(); click("skip"); break;
+      case "x":
+        var esc = document.getElementById("escalate-box");
+        if (esc) { e.preventDefault(); esc.open = true; document.getElementById("escalation-reason").focus(); }
+        break;
+      case "/":
+        if (filter) { e.preventDefault(); filter.focus(); filter.select(); }
+        break;
       case "?":
         e.preventDefault();
         var d = document.getElementById("keys-help");

@@ -180,7 +180,9 @@ def upgrade() -> None:
     sa.UniqueConstraint('item_id', name=op.f('uq_review_tasks_item_id'))
     )
     with op.batch_alter_table('review_tasks', schema=None) as batch_op:
-        batch_op.create_index('ix_review_tasks_open_queue', ['workflow_id', 'level', 'priority', 'created_at'], unique=False, postgresql_where=sa.text("status = 'open'"), sqlite_where=sa.text("status = 'open'"))
+        batch_op.create_index('ix_review_tasks_open_queue', ['workflow_id', 'level', sa.text('priority DESC'), 'created_at'], unique=False, postgresql_where=sa.text("status = 'open'"), sqlite_where=sa.text("status = 'open'"))
+        batch_op.create_index('ix_review_tasks_open_any', [sa.text('priority DESC'), 'created_at'], unique=False, postgresql_where=sa.text("status = 'open'"), sqlite_where=sa.text("status = 'open'"))
+        batch_op.create_index('ix_review_tasks_claimed_by', ['claimed_by', 'claimed_at'], unique=False, postgresql_where=sa.text("status = 'claimed'"), sqlite_where=sa.text("status = 'claimed'"))
 
     op.create_table('routing_decisions',
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -256,6 +258,8 @@ def downgrade() -> None:
     op.drop_table('routing_decisions')
     with op.batch_alter_table('review_tasks', schema=None) as batch_op:
         batch_op.drop_index('ix_review_tasks_open_queue', postgresql_where=sa.text("status = 'open'"), sqlite_where=sa.text("status = 'open'"))
+        batch_op.drop_index('ix_review_tasks_open_any', postgresql_where=sa.text("status = 'open'"), sqlite_where=sa.text("status = 'open'"))
+        batch_op.drop_index('ix_review_tasks_claimed_by', postgresql_where=sa.text("status = 'claimed'"), sqlite_where=sa.text("status = 'claimed'"))
 
     op.drop_table('review_tasks')
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
