@@ -80,6 +80,23 @@ def test_no_band_good_enough_keeps_thresholds_conservative() -> None:
     assert t is None
 
 
+def test_suspended_light_review_reopens_once_a_band_is_proven() -> None:
+    # Light review was suspended (threshold 100%: nothing lands there any more), and the
+    # model has since improved: the full-review decisions prove a band again.
+    conf, correct = calibrated(3000, seed=7)
+    rec = recommend(conf, correct, current_light=1.0, current_full=0.6, target_error=0.02)
+    assert rec.light < 1.0
+    assert "reopens" in rec.reason
+    test_conf, test_correct = calibrated(200_000, seed=8)
+    band = test_conf >= rec.light
+    assert 1 - test_correct[band].mean() <= 0.02
+    # Still nothing proven: it stays suspended.
+    rng = np.random.default_rng(9)
+    bad = rng.uniform(0.5, 1.0, 500)
+    wrong = (rng.uniform(size=500) < 0.8).astype(float)
+    assert recommend(bad, wrong, current_light=1.0, current_full=0.6).light == 1.0
+
+
 def test_time_saved_against_the_manual_baseline() -> None:
     from hitl_feedback.stats import time_saved
 

@@ -27,7 +27,7 @@ class CalibrationMap:
     model: str | None = None
 
     def applies_to(self, model: str) -> bool:
-        return self.model is None or self.model == model
+        return self.model is None or model_family(self.model) == model_family(model)
 
     def apply(self, raw: float | np.ndarray) -> np.ndarray:
         p = np.clip(np.asarray(raw, dtype=float), 1e-6, 1 - 1e-6)
@@ -59,6 +59,17 @@ class CalibrationMap:
 
 
 IDENTITY = CalibrationMap("identity", {}, 0)
+
+
+def model_family(model: str) -> str:
+    """The model a calibration map belongs to.
+
+    A provider notes a retrained model's training state in brackets after its name
+    ("local-minilm-lr-v1 (512 examples)"). Retrains of one model keep its name and fit their
+    own confidence on held-out folds, so their confidences share one map and one decision
+    history; a different name (another LLM, a new model version) is a different model.
+    """
+    return model.split(" (", 1)[0].strip()
 
 
 def logit(p: np.ndarray) -> np.ndarray:

@@ -15,7 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hitl_feedback.calibration import expected_calibration_error, fit
 from hitl_feedback.thresholds import Recommendation, backtest, recommend
 from hitl_shared.audit import record
-from hitl_shared.calibration import CALIBRATION_PROVIDER, calibration_snapshot, current_calibration
+from hitl_shared.calibration import (
+    CALIBRATION_PROVIDER,
+    calibration_snapshot,
+    current_calibration,
+    model_family,
+)
 from hitl_shared.db.models import (
     AIResult,
     FeedbackRecord,
@@ -46,7 +51,7 @@ class History:
 
 
 async def current_model(session: AsyncSession, workflow_id: uuid.UUID) -> str | None:
-    """The model behind the workflow's latest AI result (a retrained local model is a new one)."""
+    """The model family behind the workflow's latest AI result (see ``model_family``)."""
     value = await session.scalar(
         sa.select(AIResult.model)
         .join(Item, Item.id == AIResult.item_id)
@@ -54,15 +59,20 @@ async def current_model(session: AsyncSession, workflow_id: uuid.UUID) -> str | 
         .order_by(AIResult.created_at.desc())
         .limit(1)
     )
-    return str(value) if value is not None else None
+    return model_family(str(value)) if value is not None else None
 
 
 async def decided_history(
     session: AsyncSession, workflow_id: uuid.UUID, limit: int = HISTORY
 ) -> History:
     """Recent human decisions on answers of the current model only: a map fitted on another
-    model's confidences would mis-correct this one's (after a retrain, say)."""
+    model's confidences would mis-correct this one's. Retrains of the local model count as
+    the same model (``model_family``): each one calibrates itself on held-out folds."""
     model = await current_model(session, workflow_id)
+    same_model = AIResult.model == model
+    if model is not None:
+        pattern = model.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        same_model = sa.or_(same_model, AIResult.model.like(pattern + " (%", escape="\\"))
     rows = (
         await session.execute(
             sa.select(
@@ -77,7 +87,7 @@ async def decided_history(
             .where(
                 FeedbackRecord.workflow_id == workflow_id,
                 FeedbackRecord.ai_correct.is_not(None),
-                AIResult.model == model,
+                same_model,
             )
             .order_by(FeedbackRecord.created_at.desc())
             .limit(limit)

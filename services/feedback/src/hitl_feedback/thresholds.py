@@ -149,6 +149,20 @@ def recommend(
             f"{acc:.1%} of {size} decided items. Light review is suspended until it is."
         )
         return Recommendation(1.0, current_full, target_error, size, acc, low, reason)
+    if size < min_band:
+        # Too few items at or above the current threshold to judge it (light review
+        # suspended at 100%, say): look for a proven band from the top down, so a model that
+        # has become good enough gets light review back.
+        t_new, n, a, lo = recommend_light_threshold(
+            conf, correct, target_error, min_band, step=step
+        )
+        if t_new is not None and a is not None and lo is not None and t_new < current_light:
+            reason = (
+                f"{n} decided items with confidence ≥ {t_new:.0%} were {a:.1%} right "
+                f"(95% lower bound {lo:.1%} ≥ target {target:.0%}); light review reopens "
+                f"from {t_new:.0%}."
+            )
+            return Recommendation(t_new, min(current_full, t_new), target_error, n, a, lo, reason)
     if size < min_band or low < target:
         reason = (
             f"No confidence band of at least {min_band} decided items is proven to reach "
