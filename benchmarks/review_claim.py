@@ -3,23 +3,40 @@
 Run by hand (not part of the test suite):
 
     uv run python benchmarks/review_claim.py [--tasks 1000000] [--seconds 60]
-        [--report-every 60] [--reviewers 1,16] [--filtered] [--proposed-indexes] [--keep]
+        [--report-every 60] [--reviewers 1,16] [--filtered] [--think-ms 0]
+        [--keep | --database NAME]
 
 It builds a throw-away database with the migrations, bulk-loads the tasks (with their items,
 AI results and routing decisions) in a few INSERT ... SELECT generate_series statements, then
 calls the review UI's own functions through a unit of work, as its HTTP endpoints do:
 
-- "claim next item": `claims.claim_next` + commit (POST /queue/start, and the claim inside
-  every decision's redirect to the next item);
-- "submit decision and load next": `load_context` + `decide` (approve) + commit, then
-  `claim_next` + commit, then `load_context` of the next task (POST .../decide plus the
-  GET of the next review page, without the HTML rendering).
+- "claim next item": `claims.claim` (what `claim_next` runs) + commit (POST /queue/start, and
+  the claim inside every decision's redirect to the next item);
+- "submit decision and load next": `load_context` + `decide` (approve) + commit, then the
+  claim + commit, then `load_context` of the next task (POST .../decide plus the GET of the
+  next review page, without the HTML rendering).
 
-For 1 and for 16 concurrent reviewers it prints p50/p99 of both per reporting interval (to
-show whether they decay as claimed and decided rows pile up) and overall, plus decision
-cycles per second. `--filtered` claims from one workflow + level queue instead of "all
-queues" (the inbox's Start reviewing button); `--proposed-indexes` adds the indexes this
-benchmark recommends to the throw-away database first, to compare.
+For 1 and for 16 concurrent reviewers it prints, per reporting interval (to show whether they
+decay as claimed and decided rows pile up) and overall, p50/p99 of:
+
+- claim srv: the time PostgreSQL itself spent on the claim statement (`clock_timestamp() -
+  statement_timestamp()` returned by the statement: lock waits and rows skipped under
+  concurrency included; its FK check trigger and the commit not);
+- claim wall: the claim statement and its commit as this client saw them. All reviewers are
+  coroutines of this one Python process (as they would be requests of one review UI process),
+  so on a small machine this includes waiting for the event loop while other reviewers' Python
+  runs: compare with the loop lag and the CPU figures printed after each table;
+- submit, page, cycle (wall) and decision cycles per second.
+
+After each phase: the client's CPU (one core at most) and PostgreSQL's (the benchmark's
+backends, read from /proc when the server runs on this machine) per cycle, and the event-loop
+lag (how late a 5 ms timer fires: the queueing every await of every reviewer pays). With no
+think time the reviewers form a closed loop that saturates the client by design; `--think-ms`
+adds a pause after each decision (a human reading the next item) to measure latency below
+saturation. `--filtered` claims from one workflow + level queue instead of "all queues" (the
+inbox's Start reviewing button). The inbox's queue summary (`claims.queue_summaries`,
+uncached) is timed after loading and after each phase. `--keep` keeps the database;
+`--database NAME` runs on a kept one (migrated to head first) instead of loading a new one.
 """
 
 from __future__ import annotations
@@ -35,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hitl_review_ui import claims
@@ -47,20 +65,7 @@ from hitl_shared.workflows.config import DEMO_DIR, load_workflow_file
 PG_ADMIN = os.environ.get("HITL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 LOCK_SECONDS = 600
 LEVELS = ("light", "full", "manual")
-
-# What this benchmark proposes for migration 0002 (see the report printed at the end).
-PROPOSED_INDEXES = [
-    # ORDER BY priority DESC, created_at: a plain ascending index cannot give this mixed order,
-    # so every claim sorted all open rows of the queue.
-    "CREATE INDEX ix_review_tasks_open_next ON review_tasks "
-    "(workflow_id, level, priority DESC, created_at) WHERE status = 'open'",
-    # "Start reviewing" claims across every queue: the same order without the queue columns.
-    "CREATE INDEX ix_review_tasks_open_any ON review_tasks "
-    "(priority DESC, created_at) WHERE status = 'open'",
-    # The reviewer's held task, looked up before every claim; also the lock-expiry sweep.
-    "CREATE INDEX ix_review_tasks_claimed_by ON review_tasks "
-    "(claimed_by, claimed_at) WHERE status = 'claimed'",
-]
+APP = "hitl-bench"
 
 
 class NullQueue:
@@ -149,7 +154,8 @@ def load(dsn: str, tasks: int, reviewers: int) -> tuple[uuid.UUID, list[uuid.UUI
 
 @dataclass
 class Samples:
-    claim: list[float] = field(default_factory=list)  # ms
+    claim: list[float] = field(default_factory=list)  # wall ms: claim statement + commit
+    claim_server: list[float] = field(default_factory=list)  # ms inside PostgreSQL
     submit: list[float] = field(default_factory=list)  # POST decide: decide, commit, claim next
     page: list[float] = field(default_factory=list)  # GET the next task's review page
     cycle: list[float] = field(default_factory=list)  # ms
@@ -172,20 +178,24 @@ async def reviewer_loop(
     buckets: list[Samples],
     started: float,
     every: float,
+    think: float,
 ) -> None:
     queue = NullQueue()
 
+    def bucket(t: float) -> Samples:
+        return buckets[min(len(buckets) - 1, int((t - started) // every))]
+
     async def claim(session_work: Any) -> uuid.UUID | None:
         t0 = time.perf_counter()
-        task_id = await claims.claim_next(
+        result = await claims.claim(
             session_work.session, reviewer_id, workflow, level, LOCK_SECONDS
         )
         await session_work.commit()
-        bucket(t0).claim.append((time.perf_counter() - t0) * 1000)
-        return task_id
-
-    def bucket(t: float) -> Samples:
-        return buckets[min(len(buckets) - 1, int((t - started) // every))]
+        b = bucket(t0)
+        b.claim.append((time.perf_counter() - t0) * 1000)
+        if result.server_ms is not None:
+            b.claim_server.append(result.server_ms)
+        return result.task_id
 
     async with unit_of_work(sessionmaker, queue) as work:  # type: ignore[arg-type]
         task_id = await claim(work)
@@ -195,8 +205,8 @@ async def reviewer_loop(
             ctx = await load_context(work.session, task_id)
             assert ctx is not None
             action = "edit" if ctx.task.level == "manual" else "approve"
-            label = ctx.ai_label if action == "edit" else None
-            await decide(work, ctx, reviewer_id, "bench", action, label, None, "", 5000)
+            answer = {"label": ctx.ai_label or ""} if action == "edit" else {}
+            await decide(work, ctx, reviewer_id, "bench", action, answer, None, "", 5000)
             await work.commit()
             task_id = await claim(work)
             t1 = time.perf_counter()
@@ -209,17 +219,70 @@ async def reviewer_loop(
         b.page.append((t2 - t1) * 1000)
         b.cycle.append((time.perf_counter() - t0) * 1000)
         b.cycles += 1
+        if think:
+            await asyncio.sleep(think)
+
+
+async def loop_lag(stop_at: float, lags: list[float]) -> None:
+    """How late a 5 ms timer fires: how long a coroutine that is ready waits for the loop."""
+    while time.perf_counter() < stop_at:
+        t0 = time.perf_counter()
+        await asyncio.sleep(0.005)
+        lags.append((time.perf_counter() - t0) * 1000 - 5)
+
+
+def proc_cpu_seconds(pids: list[int]) -> float | None:
+    """CPU (user + system) of these processes, if they run on this machine."""
+    total = 0
+    try:
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return None
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+async def time_inbox(url: str, runs: int = 5) -> list[float]:
+    engine = create_engine(url, application_name=APP)
+    sessionmaker = create_sessionmaker(engine)
+    times = []
+    for _ in range(runs):
+        async with sessionmaker() as session:
+            t0 = time.perf_counter()
+            await claims.queue_summaries(session)
+            times.append((time.perf_counter() - t0) * 1000)
+    await engine.dispose()
+    return times
+
+
+def print_inbox(when: str, times: list[float]) -> None:
+    print(
+        f"   inbox {when}: queue_summaries {pct(times, 0.5):.1f} ms p50, "
+        f"{max(times):.1f} ms max over {len(times)} (uncached)",
+        flush=True,
+    )
 
 
 async def run_phase(
-    url: str, user_ids: list[uuid.UUID], n: int, seconds: float, every: float, filtered: bool
+    url: str,
+    user_ids: list[uuid.UUID],
+    n: int,
+    seconds: float,
+    every: float,
+    filtered: bool,
+    think: float,
 ) -> None:
-    engine = create_engine(url, application_name="hitl-bench", pool_size=n + 2)
+    engine = create_engine(url, application_name=APP, pool_size=n + 2)
     sessionmaker = create_sessionmaker(engine)
     buckets = [Samples() for _ in range(max(1, int(seconds // every) + 1))]
+    lags: list[float] = []
+    cpu0 = time.process_time()
     started = time.perf_counter()
     stop_at = started + seconds
     await asyncio.gather(
+        loop_lag(stop_at, lags),
         *[
             reviewer_loop(
                 sessionmaker,
@@ -230,46 +293,94 @@ async def run_phase(
                 buckets,
                 started,
                 every,
+                think,
             )
             for i in range(n)
-        ]
+        ],
     )
     elapsed = time.perf_counter() - started
+    client_cpu = time.process_time() - cpu0
+    async with engine.connect() as conn:
+        pids = list(
+            (
+                await conn.execute(
+                    sa.text("SELECT pid FROM pg_stat_activity WHERE application_name = :app"),
+                    {"app": APP},
+                )
+            ).scalars()
+        )
+    server_cpu = proc_cpu_seconds(pids)
     await engine.dispose()
     print(
         f"\n== {n} reviewer(s), {seconds:.0f} s, {'one queue each' if filtered else 'all queues'}"
+        + (f", {think * 1000:.0f} ms think time" if think else "")
     )
     print(
-        f"{'interval':>10} {'claim p50':>10} {'claim p99':>10} {'submit p50':>10} "
-        f"{'submit p99':>10} {'page p50':>9} {'page p99':>9} {'cycle p50':>10} "
-        f"{'cycle p99':>10} {'cycles/s':>9}"
+        f"{'interval':>10} {'claim srv':>9} {'claim srv':>9} {'claim wall':>10} "
+        f"{'claim wall':>10} {'submit':>8} {'submit':>8} {'page':>7} {'page':>7} "
+        f"{'cycle':>7} {'cycle':>7} {'cycles/s':>8}\n"
+        f"{'':>10} {'p50':>9} {'p99':>9} {'p50':>10} {'p99':>10} {'p50':>8} {'p99':>8} "
+        f"{'p50':>7} {'p99':>7} {'p50':>7} {'p99':>7}"
     )
-    for i, b in enumerate(buckets):
-        if not b.cycle and not b.claim:
-            continue
-        span = min(every, elapsed - i * every)
-        print(
-            f"{f'{i * every:.0f}-{i * every + span:.0f}s':>10} {pct(b.claim, 0.5):10.2f} "
-            f"{pct(b.claim, 0.99):10.2f} {pct(b.submit, 0.5):10.2f} {pct(b.submit, 0.99):10.2f} "
-            f"{pct(b.page, 0.5):9.2f} {pct(b.page, 0.99):9.2f} "
-            f"{pct(b.cycle, 0.5):10.2f} {pct(b.cycle, 0.99):10.2f} "
-            f"{b.cycles / span if span > 0 else 0:9.1f}",
-            flush=True,
+
+    def row(label: str, b: Samples, span: float) -> str:
+        return (
+            f"{label:>10} {pct(b.claim_server, 0.5):9.2f} {pct(b.claim_server, 0.99):9.2f} "
+            f"{pct(b.claim, 0.5):10.2f} {pct(b.claim, 0.99):10.2f} "
+            f"{pct(b.submit, 0.5):8.2f} {pct(b.submit, 0.99):8.2f} "
+            f"{pct(b.page, 0.5):7.2f} {pct(b.page, 0.99):7.2f} "
+            f"{pct(b.cycle, 0.5):7.2f} {pct(b.cycle, 0.99):7.2f} "
+            f"{b.cycles / span if span > 0 else 0:8.1f}"
         )
-    claim = [x for b in buckets for x in b.claim]
-    cycle = [x for b in buckets for x in b.cycle]
-    submit = [x for b in buckets for x in b.submit]
-    page = [x for b in buckets for x in b.page]
-    cycles = sum(b.cycles for b in buckets)
+
+    shown = []
+    for i, b in enumerate(buckets):
+        span = min(every, elapsed - i * every)
+        if not b.cycle or span < every / 2:
+            continue  # the few claims in the last instant are in the overall row
+        shown.append(b)
+        print(row(f"{i * every:.0f}-{i * every + span:.0f}s", b, span), flush=True)
+    total = Samples(
+        claim=[x for b in buckets for x in b.claim],
+        claim_server=[x for b in buckets for x in b.claim_server],
+        submit=[x for b in buckets for x in b.submit],
+        page=[x for b in buckets for x in b.page],
+        cycle=[x for b in buckets for x in b.cycle],
+        cycles=sum(b.cycles for b in buckets),
+    )
+    print(row("overall", total, elapsed), flush=True)
+    cycles = max(total.cycles, 1)
     print(
-        f"{'overall':>10} {pct(claim, 0.5):10.2f} {pct(claim, 0.99):10.2f} "
-        f"{pct(submit, 0.5):10.2f} {pct(submit, 0.99):10.2f} "
-        f"{pct(page, 0.5):9.2f} {pct(page, 0.99):9.2f} "
-        f"{pct(cycle, 0.5):10.2f} {pct(cycle, 0.99):10.2f} {cycles / elapsed:9.1f}"
-        f"   (ms; {len(claim):,} claims, {cycles:,} decisions, mean cycle "
-        f"{statistics.fmean(cycle) if cycle else float('nan'):.2f} ms)",
+        f"   (ms; {len(total.claim):,} claims, {total.cycles:,} decisions, mean cycle "
+        f"{statistics.fmean(total.cycle) if total.cycle else float('nan'):.2f} ms)"
+    )
+    if len(shown) > 1:
+        first, last = shown[0], shown[-1]
+        print(
+            "   decay, first -> last interval: claim srv p99 "
+            f"{pct(first.claim_server, 0.99):.2f} -> {pct(last.claim_server, 0.99):.2f} ms, "
+            f"claim wall p99 {pct(first.claim, 0.99):.2f} -> {pct(last.claim, 0.99):.2f} ms, "
+            f"cycles/s {first.cycles / every:.1f} -> {last.cycles / every:.1f}"
+        )
+    server = (
+        f"{server_cpu / elapsed:.0%} of a core, {server_cpu / cycles * 1000:.1f} ms/cycle"
+        if server_cpu is not None
+        else "not readable here"
+    )
+    print(
+        f"   client (this process, one core at most): CPU {client_cpu / elapsed:.0%} of a core, "
+        f"{client_cpu / cycles * 1000:.1f} ms/cycle; PostgreSQL backends: {server}; "
+        f"event-loop lag p50 {pct(lags, 0.5):.2f} ms, p99 {pct(lags, 0.99):.2f} ms",
         flush=True,
     )
+
+
+def bench_users(dsn: str) -> list[uuid.UUID]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT id FROM users WHERE username LIKE 'bench%' ORDER BY length(username), username"
+        ).fetchall()
+    return [r[0] for r in rows]
 
 
 def main() -> None:
@@ -279,17 +390,19 @@ def main() -> None:
     ap.add_argument("--report-every", type=float, default=60.0)
     ap.add_argument("--reviewers", default="1,16", help="comma-separated concurrency levels")
     ap.add_argument("--filtered", action="store_true", help="claim from one queue, not all")
-    ap.add_argument("--proposed-indexes", action="store_true")
+    ap.add_argument("--think-ms", type=float, default=0.0, help="pause after each decision")
     ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    ap.add_argument("--database", help="run on this kept database instead of loading one")
     args = ap.parse_args()
     levels = [int(x) for x in args.reviewers.split(",")]
 
-    db = f"hitl_bench_claim_{uuid.uuid4().hex[:8]}"
+    db = args.database or f"hitl_bench_claim_{uuid.uuid4().hex[:8]}"
     base = PG_ADMIN.rsplit("/", 1)[0]
     dsn = f"{base}/{db}"
     url = dsn.replace("postgresql://", "postgresql+asyncpg://")
     admin = psycopg.connect(PG_ADMIN, autocommit=True)
-    admin.execute(f'CREATE DATABASE "{db}"')
+    if not args.database:
+        admin.execute(f'CREATE DATABASE "{db}"')
     try:
 
         async def migrate() -> None:
@@ -298,27 +411,40 @@ def main() -> None:
             await engine.dispose()
 
         asyncio.run(migrate())
-        _, user_ids = load(dsn, args.tasks, max(levels))
-        if args.proposed_indexes:
+        if args.database:
+            user_ids = bench_users(dsn)
+            assert len(user_ids) >= max(levels), f"{db} has {len(user_ids)} bench users"
             with psycopg.connect(dsn, autocommit=True) as conn:
-                for ddl in PROPOSED_INDEXES:
-                    conn.execute(ddl)
                 conn.execute("ANALYZE review_tasks")
-            print("with the proposed indexes:\n  " + ";\n  ".join(PROPOSED_INDEXES))
+        else:
+            _, user_ids = load(dsn, args.tasks, max(levels))
         with psycopg.connect(dsn, autocommit=True) as conn:
             row = conn.execute("SELECT version()").fetchone()
             print(row[0] if row else "", flush=True)
+        print_inbox("before the run", asyncio.run(time_inbox(url)))
         for n in levels:
-            asyncio.run(run_phase(url, user_ids, n, args.seconds, args.report_every, args.filtered))
+            asyncio.run(
+                run_phase(
+                    url,
+                    user_ids,
+                    n,
+                    args.seconds,
+                    args.report_every,
+                    args.filtered,
+                    args.think_ms / 1000,
+                )
+            )
             with psycopg.connect(dsn, autocommit=True) as conn:
                 row = conn.execute(
                     "SELECT count(*) FILTER (WHERE status = 'open'), count(*) FILTER "
                     "(WHERE status = 'done'), n_dead_tup FROM review_tasks, pg_stat_user_tables "
                     "WHERE relname = 'review_tasks' GROUP BY n_dead_tup"
                 ).fetchone()
+                assert row is not None
                 print(f"   after: open {row[0]:,}, done {row[1]:,}, dead tuples {row[2]:,}")
+            print_inbox("after", asyncio.run(time_inbox(url)))
     finally:
-        if not args.keep:
+        if not args.keep and not args.database:
             admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         admin.close()
 

@@ -14,6 +14,8 @@ import pytest
 from tests.support import ADMIN_PASSWORD, API_KEY, PG_ADMIN_URL, REDIS_URL, unavailable
 
 os.environ.setdefault("HITL_ENVIRONMENT", "test")
+# Tests (and the `hitl up` processes they start) read the inbox right after changing the queues.
+os.environ.setdefault("HITL_INBOX_CACHE_SECONDS", "0")
 
 
 def _pg_connect(dsn: str):  # type: ignore[no-untyped-def]

@@ -30,12 +30,16 @@ def completion(
     contents: list[str],
     label_logprob: float | None = None,
     refusal: str | None = None,
+    token_logprobs: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """A chat.completion body; with label_logprob, tokens split so the label has that logprob."""
+    """A chat.completion body; with label_logprob, tokens split so the label has that logprob;
+    with token_logprobs, exactly those tokens (see `tokenised`)."""
     choices = []
     for i, content in enumerate(contents):
         logprobs = None
-        if label_logprob is not None:
+        if token_logprobs is not None:
+            logprobs = {"content": token_logprobs, "refusal": None}
+        elif label_logprob is not None:
             data = json.loads(content)
             label = data["label"]
             head = content[: content.index(label)]
@@ -77,6 +81,48 @@ def completion(
     }
 
 
+Alternatives = list[tuple[str, float]]
+ValueTokens = dict[str, list[tuple[str, float] | tuple[str, float, Alternatives]]]
+
+
+def tokenised(data: dict[str, Any], value_tokens: ValueTokens) -> tuple[str, list[Any]]:
+    """The reply (data as JSON, non-ASCII unescaped) cut into tokens: each value named in
+    ``value_tokens`` is spelled by the tokens given for it (text, logprob[, alternatives]);
+    a string value's quotes belong to the surrounding tokens, as real tokenizers tend to
+    merge them there. Everything else is spelled by tokens with log-probability 0."""
+    content = json.dumps(data, ensure_ascii=False)
+    tokens: list[tuple[str, float, Alternatives]] = []
+    pos = 0
+    for key in data:
+        if key not in value_tokens:
+            continue
+        value = data[key]
+        text = json.dumps(value, ensure_ascii=False)
+        text = text[1:-1] if isinstance(value, str) else text
+        marker = json.dumps(key) + ": " + ('"' if isinstance(value, str) else "")
+        start = content.index(marker, pos) + len(marker)
+        parts = value_tokens[key]
+        assert "".join(part[0] for part in parts) == text, (parts, text)
+        tokens.append((content[pos:start], 0.0, []))
+        for token, logprob, *top in parts:
+            tokens.append((token, logprob, list(top[0]) if top else []))
+        pos = start + len(text)
+    tokens.append((content[pos:], 0.0, []))
+    logprobs = [
+        {
+            "token": t,
+            "logprob": lp,
+            "bytes": list(t.encode()),
+            "top_logprobs": [
+                {"token": a, "logprob": alp, "bytes": list(a.encode())} for a, alp in top
+            ],
+        }
+        for t, lp, top in tokens
+        if t
+    ]
+    return content, logprobs
+
+
 class FakeOpenAI:
     def __init__(self) -> None:
         self.script: deque[Any] = deque()
@@ -107,6 +153,13 @@ class FakeOpenAI:
                 return JSONResponse(completion([json.dumps({"label": label})], label_logprob=lp))
             if kind == "samples":  # answer with these labels, ignoring or honouring n
                 return JSONResponse(completion([json.dumps({"label": lab}) for lab in value]))
+            if kind == "replies":  # one choice per reply (an object, or raw text as it is)
+                return JSONResponse(
+                    completion([v if isinstance(v, str) else json.dumps(v) for v in value])
+                )
+            if kind == "tokens":  # (reply object, {key: value tokens}): see `tokenised`
+                content, tokens = tokenised(*value)
+                return JSONResponse(completion([content], token_logprobs=tokens))
             return JSONResponse(completion([json.dumps(value)]))
 
         self.port = _port()

@@ -189,3 +189,55 @@ async def test_two_reviewers_get_different_items_and_forged_posts_fail(
     assert status == 403
     await admin_ctx.close()
     await bob_ctx.close()
+
+
+async def test_edit_an_extraction_field_with_the_keyboard(server: str, browser) -> None:  # type: ignore[no-untyped-def]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    r = httpx.post(
+        f"{server}/v1/items",
+        json={
+            "workflow": "invoice-extraction",
+            "input": {
+                "text": "Acme Supplies Ltd\nInvoice INV-20530\nDate: 2026-11-03\n"
+                "Subtotal: 880.00\nTax: 176.00\nTotal due: 1,065.00"
+            },
+        },
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
+    assert r.status_code == 202, r.text
+    item_id = str(r.json()["id"])
+    await wait_in_review(server, [item_id])
+
+    page = await browser.new_page()
+    await sign_in(page, server, "admin", ADMIN_PASSWORD)
+    await page.click("#start-all")
+    await page.wait_for_url("**/tasks/**")
+    # The totals do not add up: the rule is named and the fields it involves are marked.
+    assert "totals-add-up" in await page.locator("#failed-rules").inner_text()
+    assert await page.locator(".field-row.doubtful[data-field=total]").count() == 1
+    await page.screenshot(path=str(SHOTS / "review-extract.png"), full_page=True)
+
+    # e goes to the first field to check; Tab moves on; Enter saves the reviewer's answer.
+    await page.keyboard.press("e")
+    focused = await page.evaluate("document.activeElement.name")
+    assert focused.startswith("field.")
+    level = await page.locator(".review").get_attribute("data-level")
+    typed = {"total": "1056.00"}
+    if level == "manual":  # the AI's values are only hints (placeholders): type them all
+        typed |= {
+            "invoice_number": "INV-20530",
+            "vendor": "Acme Supplies Ltd",
+            "invoice_date": "2026-11-03",
+        }
+    for name, value in typed.items():
+        await page.focus(f"input[name='field.{name}']")
+        await page.keyboard.press("Control+a")
+        await page.keyboard.type(value)
+    url = page.url
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(lambda u: u != url)
+    decision = item(server, item_id)["decision"]
+    assert isinstance(decision, dict)
+    assert decision["outcome"] == "edited"
+    assert decision["output"]["fields"]["total"] == 1056.0
+    assert decision["output"]["fields"]["invoice_number"] == "INV-20530"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import httpx
 
@@ -114,12 +116,22 @@ async def test_batch_of_declines_approved_together_in_the_browser(
     await rows.nth(2).locator("input.pick").check()
     await page.click("#send-to-review")
     await page.wait_for_url("**msg=sent")
+    on_page = time.monotonic()
     assert await page.locator("#batch-table tbody tr").count() == 2
     await page.keyboard.press("Shift+A")
     assert await page.locator("input.pick:checked").count() == 2
     await page.screenshot(path=str(SHOTS / "batch.png"), full_page=True)
+    posted: list[str] = []
+    page.on(
+        "request",
+        lambda r: posted.append(r.post_data or "") if r.url.endswith("/decide") else None,
+    )
     await page.click("#approve-selected")
     await page.wait_for_url("**msg=approved")
+    # The page sent its active time (measured like the review page's), never more than the
+    # time it was open; the server shares it out over the two items.
+    [form] = [parse_qs(p) for p in posted if "action=approve" in p]
+    assert 0 < int(form["active_ms"][0]) <= (time.monotonic() - on_page) * 1000
     assert await page.locator("#batch-empty").count() == 1
 
     for i in ids:

@@ -14,7 +14,11 @@ from hitl_shared.db.models import Base
 
 # SQLite's reflection cannot express a DESC index column, so alembic can only guess there
 # (it warns "approximate signature"); PostgreSQL compares these indexes exactly.
-DESC_INDEXES = {"ix_review_tasks_open_queue", "ix_review_tasks_open_any"}
+DESC_INDEXES = {
+    "ix_review_tasks_open_queue",
+    "ix_review_tasks_open_next",
+    "ix_review_tasks_open_escalated",
+}
 
 
 def _diff(connection) -> list[object]:  # type: ignore[no-untyped-def]

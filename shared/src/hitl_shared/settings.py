@@ -33,6 +33,8 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = 1024 * 1024
     review_lock_seconds: int = 600
+    # The inbox's queue counts are reused this long in each process (the page says "as of").
+    inbox_cache_seconds: float = 5.0
     sweep_interval_seconds: float = 5.0
     stuck_after_seconds: float = 30.0
     webhook_timeout_seconds: float = 10.0

@@ -15,6 +15,7 @@ from hitl_feedback.loop import analyse, decided_history
 from hitl_feedback.patterns import confusions, corrections_jsonl
 from hitl_feedback.stats import workflow_summaries
 from hitl_feedback.theatre import team_theatre
+from hitl_shared import figures
 from hitl_shared.api_auth import ApiClient, ClientDep
 from hitl_shared.calibration import current_calibration
 from hitl_shared.db.models import Workflow
@@ -102,6 +103,35 @@ def build_router() -> APIRouter:
                     yield line
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    # The figures behind the review UI's insight pages (/insights/<workflow>), same numbers.
+    days_query = Query(default=figures.DEFAULT_DAYS, ge=1, le=figures.MAX_DAYS)
+
+    @router.get("/workflows/{name}/reliability")
+    async def reliability_diagram(name: str, client: ClientDep, work: WorkDep) -> dict[str, Any]:
+        wf, _ = await _workflow(work.session, client, name)
+        return {"workflow": name, **await figures.reliability(work.session, wf.id)}
+
+    @router.get("/workflows/{name}/bands")
+    async def bands(
+        name: str, client: ClientDep, work: WorkDep, days: int = days_query
+    ) -> dict[str, Any]:
+        wf, _ = await _workflow(work.session, client, name)
+        return {"workflow": name, **await figures.band_accuracy(work.session, wf.id, days)}
+
+    @router.get("/workflows/{name}/review-times")
+    async def review_times(
+        name: str, client: ClientDep, work: WorkDep, days: int = days_query
+    ) -> dict[str, Any]:
+        wf, _ = await _workflow(work.session, client, name)
+        return {"workflow": name, **await figures.review_times(work.session, wf.id, days)}
+
+    @router.get("/workflows/{name}/queue-load")
+    async def queue_load(
+        name: str, client: ClientDep, work: WorkDep, days: int = days_query
+    ) -> dict[str, Any]:
+        wf, _ = await _workflow(work.session, client, name)
+        return {"workflow": name, **await figures.queue_load(work.session, wf.id, days)}
 
     @router.get("/reviewers")
     async def reviewers(_client: ClientDep, work: WorkDep) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,6 +12,7 @@ from hitl_shared.db.models import (
     AIResult,
     Canary,
     FeedbackRecord,
+    Item,
     ReviewDecision,
     ReviewTask,
     RoutingDecision,
@@ -30,13 +32,8 @@ from hitl_shared.metrics import (
 )
 from hitl_shared.runtime import Runtime
 from hitl_shared.work import Work
-
-
-def _label(output: dict[str, object] | None) -> str | None:
-    if not output:
-        return None
-    value = output.get("label")
-    return value if isinstance(value, str) else None
+from hitl_shared.workflows.store import config_for
+from hitl_shared.workflows.tasks import answer_from_output, answer_key, changes, same_answer
 
 
 async def record_feedback(work: Work, runtime: Runtime, decision_id: str) -> None:
@@ -68,21 +65,28 @@ async def record_feedback(work: Work, runtime: Runtime, decision_id: str) -> Non
         )
     ).scalar_one_or_none()
     assert task is not None
-    ai_label = _label(ai.output if ai else None)
-    final_label = _label(decision.output) if decision.outcome != Outcome.REJECTED.value else None
+    item = await session.get(Item, decision.item_id)
+    assert item is not None
+    config = await config_for(session, item.workflow_id, item.workflow_version)
+    ai_answer = answer_from_output(config, ai.output if ai else None) or None
+    final_answer: dict[str, Any] | None = None
     ai_correct: bool | None
-    if decision.outcome == Outcome.APPROVED.value:
-        ai_correct = ai_label is not None
-        final_label = final_label or ai_label
-    elif decision.outcome == Outcome.EDITED.value:
-        ai_correct = ai_label is not None and ai_label == final_label
+    if decision.outcome == Outcome.REJECTED.value:
+        ai_correct = False if ai_answer is not None else None
     else:
-        ai_correct = False if ai_label is not None else None
+        final_answer = answer_from_output(config, decision.output) or ai_answer
+        if decision.outcome == Outcome.APPROVED.value and ai_answer is not None:
+            final_answer = final_answer or ai_answer
+        ai_correct = (
+            ai_answer is not None
+            and final_answer is not None
+            and same_answer(config, ai_answer, final_answer)
+        )
     by_system = decision.reviewer_id is None
     if by_system:
         # Approved automatically: no human judged the AI, so it is no evidence of accuracy
         # and no training example (the model must not learn from its own unchecked answers).
-        ai_correct, final_label = None, None
+        ai_correct, final_answer = None, None
     record = FeedbackRecord(
         decision_id=decision.id,
         item_id=decision.item_id,
@@ -90,11 +94,17 @@ async def record_feedback(work: Work, runtime: Runtime, decision_id: str) -> Non
         level=routing.level if routing else task.level,
         outcome=decision.outcome,
         ai_correct=ai_correct,
-        ai_label=ai_label,
-        final_label=final_label,
+        ai_label=answer_key(config, ai_answer),
+        final_label=answer_key(config, final_answer),
         confidence=ai.confidence if ai else None,
         active_seconds=decision.active_seconds,
         read_chars=decision.read_chars,
+        # sa.null(): SQL NULL, not a JSON null, so "IS NULL" finds the missing answers.
+        ai_answer=ai_answer if ai_answer is not None else sa.null(),
+        final_answer=final_answer if final_answer is not None else sa.null(),
+        changes=(
+            changes(config, ai_answer, final_answer) if ai_answer and final_answer else sa.null()
+        ),
     )
     session.add(record)
     await session.flush()
@@ -121,8 +131,8 @@ async def _record_canary(session: AsyncSession, canary: Canary, decision: Review
     nor accuracy), only whether the known-wrong answer was caught."""
     if canary.decision_id is not None:
         return  # already recorded: a repeated message
-    final = _label(decision.output)
-    caught = decision.outcome != Outcome.APPROVED.value and final != canary.wrong_label
+    # The reviewer caught it unless they approved the planted wrong answer as it was.
+    caught = decision.outcome != Outcome.APPROVED.value
     canary.decision_id = decision.id
     canary.reviewer_id = decision.reviewer_id
     canary.caught = caught

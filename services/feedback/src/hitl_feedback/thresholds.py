@@ -153,16 +153,18 @@ def recommend(
         # Too few items at or above the current threshold to judge it (light review
         # suspended at 100%, say): look for a proven band from the top down, so a model that
         # has become good enough gets light review back.
-        t_new, n, a, lo = recommend_light_threshold(
+        t_new, n_new, a_new, lo_new = recommend_light_threshold(
             conf, correct, target_error, min_band, step=step
         )
-        if t_new is not None and a is not None and lo is not None and t_new < current_light:
+        if t_new is not None and a_new is not None and lo_new is not None and t_new < current_light:
             reason = (
-                f"{n} decided items with confidence ≥ {t_new:.0%} were {a:.1%} right "
-                f"(95% lower bound {lo:.1%} ≥ target {target:.0%}); light review reopens "
+                f"{n_new} decided items with confidence ≥ {t_new:.0%} were {a_new:.1%} right "
+                f"(95% lower bound {lo_new:.1%} ≥ target {target:.0%}); light review reopens "
                 f"from {t_new:.0%}."
             )
-            return Recommendation(t_new, min(current_full, t_new), target_error, n, a, lo, reason)
+            return Recommendation(
+                t_new, min(current_full, t_new), target_error, n_new, a_new, lo_new, reason
+            )
     if size < min_band or low < target:
         reason = (
             f"No confidence band of at least {min_band} decided items is proven to reach "

@@ -6,6 +6,7 @@ import logging
 import time
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,7 +30,9 @@ from hitl_shared.metrics import (
 )
 from hitl_shared.runtime import Runtime
 from hitl_shared.work import Work
+from hitl_shared.workflows.config import WorkflowConfig
 from hitl_shared.workflows.store import config_for
+from hitl_shared.workflows.tasks import failed_validations, field_errors
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,8 @@ PROVIDERS: dict[str, Provider] = {
     "openai": OpenAICompatibleProvider(),
 }
 CALIBRATION_RECHECK_SECONDS = 5.0
+SCHEMA_BREAK_CAP = 0.2
+FAILED_RULE_CAP = 0.5
 
 
 async def process_item(work: Work, runtime: Runtime, item_id: str) -> None:
@@ -71,6 +76,8 @@ async def process_item(work: Work, runtime: Runtime, item_id: str) -> None:
             flags=["ai_failed"],
             error=reason,
         )
+    if outcome.error is None and config.task_type == "extract":
+        check_extraction(config, item.input, outcome)
     outcome.flags = sorted(set(outcome.flags) | set(safety_flags(text)))
     if outcome.error is None:
         cmap = await calibration_for(runtime, session, item.workflow_id)
@@ -101,6 +108,36 @@ async def process_item(work: Work, runtime: Runtime, item_id: str) -> None:
         AI_TOKENS.labels(wf, outcome.provider, "input").inc(outcome.usage.get("input_tokens", 0))
         AI_TOKENS.labels(wf, outcome.provider, "output").inc(outcome.usage.get("output_tokens", 0))
         AI_COST.labels(wf, outcome.provider).inc(outcome.usage.get("cost_usd", 0.0))
+
+
+def check_extraction(config: WorkflowConfig, data: dict[str, Any], outcome: AIOutcome) -> None:
+    """Whatever the provider: a value that breaks the field's schema is doubtful (capped at
+    20%), a field named by a failed validation rule is capped at 50%, and the item's
+    confidence is its least sure field's."""
+    fields = outcome.output.get("fields")
+    fields = dict(fields) if isinstance(fields, dict) else {}
+    raw = outcome.output.get("field_confidence")
+    conf = {
+        name: float(raw.get(name, 0.0)) if isinstance(raw, dict) else 0.0
+        for name in config.field_names
+    }
+    present = {k: v for k, v in fields.items() if v is not None}
+    for name in field_errors(config, present):
+        if name in conf:
+            conf[name] = min(conf[name], SCHEMA_BREAK_CAP)
+    failed = failed_validations(config, data, present)
+    for rule in failed:
+        for name in rule["fields"]:
+            if name in conf:
+                conf[name] = min(conf[name], FAILED_RULE_CAP)
+    outcome.output["fields"] = present
+    outcome.output["field_confidence"] = {k: round(v, 4) for k, v in conf.items()}
+    outcome.output["failed_rules"] = failed
+    if failed:
+        outcome.flags.append("failed_validation")
+    lowest = min(conf.values()) if conf else 0.0
+    outcome.raw_confidence = min(outcome.raw_confidence, lowest)
+    outcome.confidence = outcome.raw_confidence
 
 
 async def calibration_for(

@@ -161,18 +161,28 @@ async def open_batches(session: AsyncSession) -> list[tuple[str, int]]:
 async def approve_selected(
     work: Work, reviewer: Reviewer, task_ids: list[uuid.UUID], active_ms: int | None
 ) -> int:
-    """Each selected item gets its own decision, exactly as if approved on its own; the time
-    on the page is shared out over them."""
-    share = None if active_ms is None else active_ms // max(len(task_ids), 1)
-    done = 0
-    for task_id in task_ids:
+    """Each selected item gets its own decision, exactly as if approved on its own.
+
+    The page measures the reviewer's active, visible time on the batch (as the review page
+    does for one item); each approved item records an equal share of it. Without a measure
+    (no JavaScript) the share is of the time since the batch was taken, never that whole time
+    once per item."""
+    contexts = []
+    for task_id in dict.fromkeys(task_ids):
         ctx = await load_context(work.session, task_id)
-        if ctx is None or ctx.task.level != ReviewLevel.BATCH.value:
-            continue
-        await decide(work, ctx, reviewer.id, reviewer.username, "approve", None, None, "", share)
+        if ctx is not None and ctx.task.level == ReviewLevel.BATCH.value:
+            contexts.append(ctx)
+    if not contexts:
+        return 0
+    if active_ms is None:
+        now = utcnow()
+        taken = [c.task.claimed_at for c in contexts if c.task.claimed_at is not None]
+        active_ms = int((now - min(taken)).total_seconds() * 1000) if taken else 0
+    share = max(active_ms, 0) // len(contexts)
+    for ctx in contexts:
+        await decide(work, ctx, reviewer.id, reviewer.username, "approve", {}, None, "", share)
         BATCH_DECISIONS.labels(ctx.workflow, "approved").inc()
-        done += 1
-    return done
+    return len(contexts)
 
 
 async def send_to_review(work: Work, reviewer: Reviewer, task_ids: list[uuid.UUID]) -> int:

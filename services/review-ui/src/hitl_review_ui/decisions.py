@@ -27,6 +27,7 @@ from hitl_shared.public import item_view, webhook_payload
 from hitl_shared.work import Work
 from hitl_shared.workflows.config import WorkflowConfig
 from hitl_shared.workflows.store import config_for
+from hitl_shared.workflows.tasks import answer_from_output, output_errors, same_answer
 
 REJECT_REASONS = {
     "wrong_input": "The input is not something this workflow should handle",
@@ -70,6 +71,90 @@ class ReviewContext:
         label = self.ai.output.get("label")
         return label if isinstance(label, str) else None
 
+    @property
+    def ai_answer(self) -> dict[str, Any]:
+        """The AI's answer in the task type's shape (empty when there is none)."""
+        if self.ai is None or self.ai.error:
+            return {}
+        return answer_from_output(self.config, self.ai.output)
+
+    @property
+    def field_confidence(self) -> dict[str, float]:
+        raw = (self.ai.output.get("field_confidence") if self.ai else None) or {}
+        return {k: float(v) for k, v in raw.items() if isinstance(v, int | float)}
+
+    @property
+    def failed_rules(self) -> list[dict[str, Any]]:
+        raw = (self.ai.output.get("failed_rules") if self.ai else None) or []
+        return [r for r in raw if isinstance(r, dict)]
+
+    @property
+    def doubtful_fields(self) -> set[str]:
+        """Fields to look at first: below the workflow's full-review threshold, or named by a
+        failed rule."""
+        limit = self.config.routing.thresholds.light
+        out = {name for name, c in self.field_confidence.items() if c < limit}
+        for rule in self.failed_rules:
+            out.update(str(f) for f in rule.get("fields") or [])
+        return out
+
+
+def parse_answer(config: WorkflowConfig, form: dict[str, str]) -> dict[str, Any]:
+    """A reviewer's own answer from the decision form, in the task type's shape.
+
+    Raises DecisionError with what to fix."""
+    task = config.task_type
+    if task == "classify":
+        answer: dict[str, Any] = {"label": form.get("label")}
+    elif task == "score":
+        raw = (form.get("score") or "").strip()
+        try:
+            score = float(raw)
+        except ValueError:
+            raise DecisionError(f"Enter the score as a number ({raw!r} is not one).") from None
+        assert config.scale is not None
+        answer = {"score": int(score) if score.is_integer() else score}
+        rationale = (form.get("rationale") or "").strip()
+        if rationale:
+            answer["rationale"] = rationale[:4000]
+    elif task == "extract":
+        fields: dict[str, Any] = {}
+        for name in config.field_names:
+            value = (form.get(f"field.{name}") or "").strip()
+            fields[name] = _field_value(config.field_spec(name), value, name)
+        answer = {"fields": {k: v for k, v in fields.items() if v is not None}}
+    else:
+        answer = {"text": (form.get("text") or "").replace("\r\n", "\n").strip()}
+    problems = output_errors(config, answer)
+    if problems:
+        raise DecisionError("Fix the answer: " + "; ".join(problems) + ".")
+    return answer
+
+
+def _field_value(spec: dict[str, Any], value: str, name: str) -> Any:
+    """A form value as the field's JSON type; an empty box means the field is absent."""
+    if value == "":
+        return None
+    kind = spec.get("type")
+    if kind in ("number", "integer"):
+        try:
+            number = float(value.replace(",", ""))
+        except ValueError:
+            raise DecisionError(f"{name}: enter a number ({value!r} is not one).") from None
+        if kind == "integer":
+            if not number.is_integer():
+                raise DecisionError(f"{name}: enter a whole number.")
+            return int(number)
+        return number
+    if kind == "boolean":
+        lowered = value.lower()
+        if lowered in ("true", "yes", "1"):
+            return True
+        if lowered in ("false", "no", "0"):
+            return False
+        raise DecisionError(f"{name}: answer yes or no.")
+    return value
+
 
 async def load_context(session: AsyncSession, task_id: uuid.UUID) -> ReviewContext | None:
     task = await session.get(ReviewTask, task_id)
@@ -111,11 +196,13 @@ async def decide(
     reviewer_id: uuid.UUID,
     reviewer_name: str,
     action: str,
-    label: str | None,
+    form: dict[str, str],
     reason_code: str | None,
     note: str,
     active_ms: int | None,
 ) -> ReviewDecision:
+    """Record a reviewer's decision. ``form`` holds the answer fields of the decision form
+    (``label``; ``score``/``rationale``; ``field.<name>``; ``text``), read for ``edit``."""
     session = work.session
     task = ctx.task
     now = utcnow()
@@ -125,20 +212,28 @@ async def decide(
             "it has gone back to the queue."
         )
     output: dict[str, Any] | None
+    ai_answer = ctx.ai_answer
     if action == "approve":
-        if ctx.ai_label is None:
-            raise DecisionError("There is no AI answer to approve here: choose a label.")
+        if not ai_answer:
+            raise DecisionError("There is no AI answer to approve here: give the answer yourself.")
         if task.level == "manual":
             raise DecisionError(
-                "At manual level the AI answer is only a hint: choose the answer yourself."
+                "At manual level the AI answer is only a hint: give the answer yourself."
             )
+        if ctx.config.task_type == "extract":
+            problems = output_errors(ctx.config, ai_answer)
+            if problems:
+                raise DecisionError(
+                    "The AI's fields cannot be approved as they are ("
+                    + "; ".join(problems)
+                    + "): correct them and save."
+                )
         outcome = Outcome.APPROVED
-        output = {"label": ctx.ai_label}
+        output = ai_answer
     elif action == "edit":
-        if label not in ctx.config.label_names:
-            raise DecisionError(f"Choose one of the labels: {', '.join(ctx.config.label_names)}.")
-        outcome = Outcome.APPROVED if label == ctx.ai_label else Outcome.EDITED
-        output = {"label": label}
+        output = parse_answer(ctx.config, form)
+        same = bool(ai_answer) and same_answer(ctx.config, ai_answer, output)
+        outcome = Outcome.APPROVED if same else Outcome.EDITED
     elif action == "reject":
         if reason_code not in REJECT_REASONS:
             raise DecisionError("Choose a reason for rejecting this item.")

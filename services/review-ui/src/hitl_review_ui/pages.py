@@ -64,6 +64,10 @@ LEVEL_HELP = {
 }
 
 
+# Form fields that carry the reviewer's own answer (extract fields are "field.<name>").
+ANSWER_KEYS = ("label", "score", "rationale", "text")
+
+
 def _redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
@@ -137,9 +141,16 @@ def build_router() -> APIRouter:
 
     @router.get("/", response_class=HTMLResponse)
     async def inbox(
-        request: Request, reviewer: ReviewerDep, work: WorkDep, msg: str | None = None
+        request: Request,
+        reviewer: ReviewerDep,
+        work: WorkDep,
+        runtime: RuntimeDep,
+        msg: str | None = None,
     ) -> Response:
-        queues = await claims.queue_summaries(work.session)
+        # Counted at most a few seconds ago in this process (the page says when): cheap
+        # however many tasks wait and however many reviewers look.
+        board = await claims.queue_board(work.session, runtime.settings.inbox_cache_seconds)
+        queues = board.queues
         held = await claims.held_tasks(work.session, reviewer.id)
         return templates.TemplateResponse(
             request,
@@ -151,7 +162,10 @@ def build_router() -> APIRouter:
                 "has_sla": any(q.has_sla for q in queues),
                 "level_help": LEVEL_HELP,
                 "message": MESSAGES.get(msg or ""),
-                "total_open": sum(q.open for q in queues),
+                "total_open": board.total_open,
+                "total_more": board.total_more,
+                "as_of": board.as_of,
+                "count_cap": claims.COUNT_CAP,
             },
         )
 
@@ -204,7 +218,6 @@ def build_router() -> APIRouter:
         work: WorkDep,
         runtime: RuntimeDep,
         action: Annotated[str, Form()],
-        label: Annotated[str | None, Form()] = None,
         reason_code: Annotated[str | None, Form()] = None,
         note: Annotated[str, Form(max_length=4000)] = "",
         active_ms: Annotated[str | None, Form()] = None,
@@ -218,9 +231,23 @@ def build_router() -> APIRouter:
             ms = int(active_ms) if active_ms not in (None, "") else None
         except ValueError:
             ms = None
+        form = await request.form()
+        answer_form = {
+            k: v
+            for k, v in form.items()
+            if isinstance(v, str) and (k in ANSWER_KEYS or k.startswith("field."))
+        }
         try:
             await decide(
-                work, ctx, reviewer.id, reviewer.username, action, label, reason_code, note, ms
+                work,
+                ctx,
+                reviewer.id,
+                reviewer.username,
+                action,
+                answer_form,
+                reason_code,
+                note,
+                ms,
             )
         except DecisionError as e:
             if ctx.task.status != TaskStatus.CLAIMED.value or ctx.task.claimed_by != reviewer.id:

@@ -36,7 +36,15 @@ def percent(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.0f}%"
 
 
-FILTERS = {"when": when, "seconds": seconds, "percent": percent}
+def num(value: float | int | None) -> str:
+    """A number as people write it: 100 not 100.0, 0.5 not 0.50000."""
+    if value is None:
+        return ""
+    f = float(value)
+    return str(int(f)) if f.is_integer() else f"{f:g}"
+
+
+FILTERS = {"when": when, "seconds": seconds, "percent": percent, "num": num}
 
 
 def redirect(url: str) -> RedirectResponse:

@@ -19,6 +19,7 @@ Order of precedence:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
 from dataclasses import dataclass, field
@@ -67,6 +68,16 @@ def sample_fraction(item_id: uuid.UUID | str | None, salt: str) -> float:
 def _label(output: dict[str, Any] | None) -> str | None:
     value = (output or {}).get("label")
     return value if isinstance(value, str) else None
+
+
+def _weakest_fields(output: dict[str, Any], limit: int = 3) -> str:
+    """For extractions: the fields with the lowest confidence, which set the item's."""
+    conf = output.get("field_confidence")
+    if not isinstance(conf, dict) or not conf:
+        return ""
+    numeric = [(k, float(v)) for k, v in conf.items() if isinstance(v, int | float)]
+    numeric.sort(key=lambda kv: kv[1])
+    return ", ".join(f"{k} ({v:.0%})" for k, v in numeric[:limit])
 
 
 def _threshold_choice(routing: Routing, confidence: float) -> RoutingChoice:
@@ -144,6 +155,20 @@ def _policy_choice(
         )
     elif "possible_prompt_injection" in flags:
         touched = True
+    weakest = _weakest_fields(output)
+    if weakest:
+        choice = dataclasses.replace(choice, reason=f"{choice.reason} Least sure: {weakest}.")
+    failed = [str(r.get("name")) for r in output.get("failed_rules") or [] if isinstance(r, dict)]
+    if failed:
+        # An extraction that breaks the workflow's own rules is checked field by field.
+        touched = True
+        if choice.level == ReviewLevel.LIGHT:
+            choice = RoutingChoice(
+                ReviewLevel.FULL,
+                f"validation.{failed[0]}",
+                f"The extracted fields break the rule {', '.join(failed)}, so they get a full "
+                f"review (confidence {confidence:.0%} alone would have allowed light review).",
+            )
 
     data = {"input": item_input, "output": output, "confidence": confidence}
     matched = [rule for rule in routing.rules if rule.matches(data)]

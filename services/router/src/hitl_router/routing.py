@@ -8,6 +8,7 @@ item that is no longer ``processed`` is skipped.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections import Counter
@@ -56,6 +57,7 @@ from hitl_shared.runtime import Runtime
 from hitl_shared.work import Work
 from hitl_shared.workflows.config import WorkflowConfig
 from hitl_shared.workflows.store import config_for
+from hitl_shared.workflows.tasks import answer_from_output, answer_key, normalise, same_answer
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +158,7 @@ async def route_items(work: Work, item_ids: Sequence[uuid.UUID]) -> int:
                     "item_id": row.id,
                     "reviewer_id": None,
                     "outcome": Outcome.APPROVED.value,
-                    "output": {"label": (row.output or {}).get("label")},
+                    "output": answer_from_output(config, row.output),
                     "reason": choice.reason,
                     "active_seconds": 0.0,
                     "read_chars": 0,
@@ -284,36 +286,45 @@ async def place_canary(
     """A past, human-decided item of the same workflow, shown again with a known-wrong answer:
     the AI's own past mistake where there is one ("replayed"), else the human's answer swapped
     for another label ("altered"). Nothing on the review page tells it apart."""
-    labels = config.label_names
     past = (
         await session.execute(
             sa.select(
                 FeedbackRecord.item_id,
                 FeedbackRecord.ai_label,
                 FeedbackRecord.final_label,
+                FeedbackRecord.ai_answer,
+                FeedbackRecord.final_answer,
                 Item.input,
             )
             .join(Item, Item.id == FeedbackRecord.item_id)
             .where(
                 FeedbackRecord.workflow_id == trigger.workflow_id,
-                FeedbackRecord.final_label.in_(labels),
+                sa.or_(
+                    FeedbackRecord.final_answer.is_not(None),
+                    FeedbackRecord.final_label.is_not(None),
+                ),
             )
             .order_by(FeedbackRecord.created_at.desc())
             .limit(200)
         )
     ).all()
-    if not past:
+    answers = [_answers(config, p) for p in past]
+    usable = [(p, ai, final) for p, (ai, final) in zip(past, answers, strict=True) if final]
+    if not usable:
         return None  # nothing decided yet to build a canary from
     pick = sample_fraction(trigger.id, "canary-source")
-    mistakes = [p for p in past if p.ai_label in labels and p.ai_label != p.final_label]
+    mistakes = [u for u in usable if u[1] and not same_answer(config, u[1], u[2])]
+    wrong: dict[str, Any] | None = None
     if mistakes:
-        source = mistakes[int(pick * len(mistakes))]
-        wrong, kind = source.ai_label, "replayed"
+        source, wrong, expected = mistakes[int(pick * len(mistakes))]
+        kind = "replayed"
     else:
-        source = past[int(pick * len(past))]
-        others = [name for name in labels if name != source.final_label]
-        wrong = others[int(sample_fraction(trigger.id, "canary-label") * len(others))]
+        source, _ai, expected = usable[int(pick * len(usable))]
+        others = [u[2] for u in usable if not same_answer(config, u[2], expected)]
+        wrong = altered_answer(config, expected, others, sample_fraction(trigger.id, "canary-alt"))
         kind = "altered"
+    if wrong is None:
+        return None
     t = config.routing.thresholds
     # A confidence in the light band, like the items around it.
     confidence = round(t.light + (0.99 - t.light) * sample_fraction(trigger.id, "canary-conf"), 4)
@@ -342,7 +353,7 @@ async def place_canary(
     session.add(
         AIResult(
             item_id=item_id,
-            output={"label": wrong},
+            output=_canary_output(config, wrong, confidence),
             raw_confidence=confidence,
             confidence=confidence,
             provider=trigger.provider,
@@ -378,8 +389,8 @@ async def place_canary(
         workflow_id=trigger.workflow_id,
         source_item_id=source.item_id,
         placed_for_item_id=trigger.id,
-        wrong_label=wrong,
-        expected_label=source.final_label,
+        wrong_label=_short_key(config, wrong),
+        expected_label=_short_key(config, expected),
         kind=kind,
         created_at=at,
     )
@@ -388,6 +399,91 @@ async def place_canary(
     CANARIES_PLACED.labels(wf).inc()
     ITEMS_ROUTED.labels(wf, level.value).inc()
     return canary
+
+
+def _answers(config: WorkflowConfig, row: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(AI's answer, human's answer) of a past decision, in the task type's shape."""
+    ai = row.ai_answer if isinstance(row.ai_answer, dict) else {}
+    final = row.final_answer if isinstance(row.final_answer, dict) else {}
+    if config.task_type == "classify":  # records from before answers were kept whole
+        ai = ai or ({"label": row.ai_label} if row.ai_label else {})
+        final = final or ({"label": row.final_label} if row.final_label else {})
+        if final.get("label") not in config.label_names:
+            final = {}
+        if ai.get("label") not in config.label_names:
+            ai = {}
+    return ai, final
+
+
+def altered_answer(
+    config: WorkflowConfig, right: dict[str, Any], others: list[dict[str, Any]], pick: float
+) -> dict[str, Any] | None:
+    """A deliberately wrong version of a human-approved answer, wrong enough that a reader
+    who checks the item sees it, plausible enough that one who does not will approve it."""
+    task = config.task_type
+    if task == "classify":
+        labels = [n for n in config.label_names if n != right.get("label")]
+        return {"label": labels[int(pick * len(labels))]} if labels else None
+    if task == "score":
+        scale = config.scale
+        assert scale is not None
+        value = float(right.get("score", scale.min))
+        span = scale.max - scale.min
+        # Far from the right score, on the side with more room.
+        target = value - 0.5 * span if value - scale.min > scale.max - value else value + 0.5 * span
+        wrong = scale.snap(target)
+        if abs(wrong - value) <= scale.tolerance:
+            return None
+        return {"score": int(wrong) if float(wrong).is_integer() else wrong, "rationale": ""}
+    if task == "extract":
+        fields = dict(right.get("fields") or {})
+        names = [n for n in config.field_names if fields.get(n) is not None]
+        if not names:
+            return None
+        name = names[int(pick * len(names))]
+        value = fields[name]
+        replacement = next(
+            (
+                o["fields"][name]
+                for o in others
+                if isinstance(o.get("fields"), dict)
+                and o["fields"].get(name) is not None
+                and normalise(o["fields"][name]) != normalise(value)
+            ),
+            None,
+        )
+        if replacement is None and isinstance(value, int | float) and not isinstance(value, bool):
+            replacement = type(value)(value * 10) if value else 1
+        if replacement is None:
+            return None
+        fields[name] = replacement
+        return {"fields": fields}
+    # draft: the approved reply to a different item
+    texts = [o["text"] for o in others if isinstance(o.get("text"), str)]
+    return {"text": texts[int(pick * len(texts))]} if texts else None
+
+
+def _canary_output(
+    config: WorkflowConfig, answer: dict[str, Any], confidence: float
+) -> dict[str, Any]:
+    """The wrong answer dressed as the AI's output of the task type, confident like its
+    neighbours in the light queue."""
+    if config.task_type == "extract":
+        return {
+            "fields": answer.get("fields") or {},
+            "field_confidence": {name: confidence for name in config.field_names},
+            "failed_rules": [],
+        }
+    if config.task_type == "draft":
+        return {"text": answer.get("text", ""), "sources": []}
+    return dict(answer)
+
+
+def _short_key(config: WorkflowConfig, answer: dict[str, Any]) -> str:
+    key = answer_key(config, answer)
+    if key is None:
+        key = json.dumps(answer, sort_keys=True, ensure_ascii=False, default=str)
+    return key[:200]
 
 
 async def sweep_processed(work: Work, runtime: Runtime) -> int:

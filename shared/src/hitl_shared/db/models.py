@@ -158,6 +158,11 @@ class RoutingDecision(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+# Partial-index predicates of the claim indexes (written the same in migration 0004).
+OPEN_ORDINARY = "status = 'open' AND level NOT IN ('batch', 'escalated')"
+OPEN_ESCALATED = "status = 'open' AND level = 'escalated'"
+
+
 class ReviewTask(Base):
     """A piece of human work in a queue; claimed with a lock that expires."""
 
@@ -175,10 +180,37 @@ class ReviewTask(Base):
             postgresql_where=sa.text("status = 'open'"),
             sqlite_where=sa.text("status = 'open'"),
         ),
+        # "Start reviewing" (any queue) in the same order: a reviewer's claim never steps over
+        # batch or escalated tasks (migration 0004: however many of those wait ahead) ...
         sa.Index(
-            "ix_review_tasks_open_any",
+            "ix_review_tasks_open_next",
             sa.text("priority DESC"),
             "created_at",
+            postgresql_where=sa.text(OPEN_ORDINARY),
+            sqlite_where=sa.text(OPEN_ORDINARY),
+        ),
+        # ... and a lead's takes the first of that and of the escalated tasks.
+        sa.Index(
+            "ix_review_tasks_open_escalated",
+            sa.text("priority DESC"),
+            "created_at",
+            postgresql_where=sa.text(OPEN_ESCALATED),
+            sqlite_where=sa.text(OPEN_ESCALATED),
+        ),
+        # The inbox per queue: waiting count (capped) and oldest; earliest deadline, overdue.
+        sa.Index(
+            "ix_review_tasks_open_age",
+            "workflow_id",
+            "level",
+            "created_at",
+            postgresql_where=sa.text("status = 'open'"),
+            sqlite_where=sa.text("status = 'open'"),
+        ),
+        sa.Index(
+            "ix_review_tasks_open_sla",
+            "workflow_id",
+            "level",
+            "due_at",
             postgresql_where=sa.text("status = 'open'"),
             sqlite_where=sa.text("status = 'open'"),
         ),
@@ -285,6 +317,11 @@ class FeedbackRecord(Base):
     active_seconds: Mapped[float] = mapped_column(sa.Float, default=0.0)
     read_chars: Mapped[int] = mapped_column(sa.Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The answers in the task type's shape (see workflows/tasks.py) and what the human changed:
+    # the label, the score delta, the fields, the edit distance of a draft.
+    ai_answer: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    final_answer: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    changes: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
 
 
 class ModelSnapshot(Base):
@@ -296,6 +333,9 @@ class ModelSnapshot(Base):
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=new_id)
     workflow_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("workflows.id"))
     provider: Mapped[str] = mapped_column(sa.String(50))
+    # What the model depends on besides its examples (task type, labels, schema): a model
+    # whose signature differs from the workflow's current one is not used.
+    signature: Mapped[str] = mapped_column(sa.String(80), default="", server_default="")
     examples: Mapped[int] = mapped_column(sa.Integer)
     blob: Mapped[bytes] = mapped_column(sa.LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -240,11 +240,120 @@ class FeedbackSettings(BaseModel):
 
 
 class Example(BaseModel):
-    """A labelled example written by the operator; the local model starts from these."""
+    """A worked example written by the operator; the local model starts from these and the
+    LLM sees them as few-shot examples. ``label`` for classify; ``output`` for the other task
+    types, shaped like a reviewer's answer ({"score": 80}, {"fields": {...}}, {"text": "..."})."""
 
     model_config = ConfigDict(extra="forbid")
     text: str
-    label: str
+    label: str | None = None
+    output: dict[str, Any] | None = None
+
+
+TaskType = Literal["classify", "score", "extract", "draft"]
+TASK_TYPES: tuple[str, ...] = ("classify", "score", "extract", "draft")
+
+
+class ScoreScale(BaseModel):
+    """The scale a `score` workflow answers on, e.g. 0 to 100 in steps of 1, or 1 to 5."""
+
+    model_config = ConfigDict(extra="forbid")
+    min: float = 0.0
+    max: float = 100.0
+    step: float = Field(default=1.0, gt=0)
+    # A score within this distance of the reviewer's final score counts as right.
+    tolerance: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ScoreScale:
+        if self.max <= self.min:
+            raise ValueError("scale.max must be above scale.min")
+        if (self.max - self.min) / self.step > 10_000:
+            raise ValueError("scale has more than 10,000 steps: use a larger step")
+        return self
+
+    def snap(self, value: float) -> float:
+        """The nearest point of the scale (clamped to it)."""
+        v = min(max(float(value), self.min), self.max)
+        snapped = self.min + round((v - self.min) / self.step) * self.step
+        return round(min(snapped, self.max), 6)
+
+    def points(self) -> list[float]:
+        n = round((self.max - self.min) / self.step)
+        return [round(self.min + i * self.step, 6) for i in range(n + 1)]
+
+
+class Criterion(BaseModel):
+    """One written criterion a `score` answer is judged against."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+    description: str = ""
+    weight: float = Field(default=1.0, gt=0)
+
+
+class Validation(BaseModel):
+    """A rule an `extract` answer must satisfy. A failed rule lowers the answer's confidence,
+    sends it to full review at least, and tells the reviewer which rule failed.
+
+    Either ``when`` (a condition over ``output.fields.*`` and ``input.*`` that must hold, e.g.
+    ``output.fields.vendor in ["Acme", "Globex"]``) or ``sum_of`` + ``equals`` (the named
+    number fields add up to another one, within ``tolerance``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+    when: str | None = None
+    sum_of: list[str] | None = None
+    equals: str | None = None
+    tolerance: float = Field(default=0.01, ge=0)
+    reason: str = Field(min_length=1, max_length=500)
+    _condition: Node | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _compile(self) -> Validation:
+        if (self.when is None) == (self.sum_of is None):
+            raise ValueError("give either `when` (a condition) or `sum_of` with `equals`")
+        if self.sum_of is not None and not (self.sum_of and self.equals):
+            raise ValueError("`sum_of` needs at least one field and `equals` the total's field")
+        if self.when is not None:
+            try:
+                self._condition = parse_condition(self.when)
+            except ConditionError as e:
+                raise ValueError(f"invalid condition: {e}") from e
+        return self
+
+    def fields(self) -> list[str]:
+        if self.sum_of is not None:
+            return [*self.sum_of, self.equals or ""]
+        return sorted(set(re.findall(r"output\.fields\.([A-Za-z_][A-Za-z0-9_]*)", self.when or "")))
+
+    def holds(self, data: dict[str, Any]) -> bool:
+        """``data`` is {"input": ..., "output": {"fields": ...}}."""
+        if self._condition is not None:
+            return evaluate(self._condition, data)
+        fields = (data.get("output") or {}).get("fields") or {}
+        try:
+            parts = [_number(fields.get(name)) for name in self.sum_of or []]
+            total = _number(fields.get(self.equals or ""))
+        except ValueError:
+            return False
+        return abs(sum(parts) - total) <= self.tolerance
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or value is None:
+        raise ValueError("not a number")
+    if isinstance(value, int | float):
+        return float(value)
+    return float(str(value).replace(",", ""))
+
+
+class KnowledgeSnippet(BaseModel):
+    """Reference text a `draft` workflow may quote from (policies, product facts)."""
+
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(min_length=1, max_length=200)
+    text: str = Field(min_length=1, max_length=20_000)
 
 
 class WorkflowConfig(BaseModel):
@@ -252,13 +361,22 @@ class WorkflowConfig(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
-    task_type: Literal["classify"] = "classify"
+    task_type: TaskType = "classify"
     instructions: str = ""
     # JSON Schema every item's `input` must satisfy.
     input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
     # Which input fields hold the text the AI and the reviewer read, in reading order.
     text_fields: list[str] = Field(min_length=1)
-    labels: list[Label] = Field(min_length=2)
+    # classify: the labels (at least two), each with a description.
+    labels: list[Label] = Field(default_factory=list)
+    # score: the scale and the written criteria.
+    scale: ScoreScale | None = None
+    criteria: list[Criterion] = Field(default_factory=list)
+    # extract: a JSON Schema object whose properties are the fields, and rules they obey.
+    output_schema: dict[str, Any] | None = None
+    validations: list[Validation] = Field(default_factory=list, max_length=100)
+    # draft: reference snippets the draft may use (past approved drafts are used as well).
+    knowledge: list[KnowledgeSnippet] = Field(default_factory=list, max_length=500)
     examples: list[Example] = Field(default_factory=list)
     provider: ProviderConfig = Field(default_factory=ProviderConfig)
     routing: Routing = Field(default_factory=Routing)
@@ -274,14 +392,84 @@ class WorkflowConfig(BaseModel):
             raise ValueError(f"input_schema is not a valid JSON Schema: {e.message}") from e
         return v
 
+    @field_validator("output_schema")
+    @classmethod
+    def _valid_output_schema(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is None:
+            return v
+        try:
+            Draft202012Validator.check_schema(v)
+        except SchemaError as e:
+            raise ValueError(f"output_schema is not a valid JSON Schema: {e.message}") from e
+        props = v.get("properties")
+        if v.get("type") != "object" or not isinstance(props, dict) or not props:
+            raise ValueError(
+                "output_schema must be an object schema with `properties`, one per field"
+            )
+        for name, spec in props.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name):
+                raise ValueError(
+                    f"output_schema field name {name!r}: use letters, digits and underscores"
+                )
+            kind = spec.get("type") if isinstance(spec, dict) else None
+            if kind not in ("string", "number", "integer", "boolean"):
+                raise ValueError(
+                    f"output_schema.properties.{name}.type must be string, number, integer "
+                    "or boolean"
+                )
+        return v
+
+    @model_validator(mode="after")
+    def _task_shape(self) -> WorkflowConfig:
+        task = self.task_type
+        if task == "classify" and len(self.labels) < 2:
+            raise ValueError("a classify workflow needs `labels`: at least two")
+        if task != "classify" and self.labels:
+            raise ValueError(f"`labels` belong to classify workflows, not {task}")
+        if task == "score" and self.scale is None:
+            raise ValueError("a score workflow needs a `scale` (min, max, step)")
+        if task != "score" and (self.scale is not None or self.criteria):
+            raise ValueError(f"`scale` and `criteria` belong to score workflows, not {task}")
+        if task == "extract" and self.output_schema is None:
+            raise ValueError("an extract workflow needs an `output_schema` with the fields")
+        if task != "extract" and (self.output_schema is not None or self.validations):
+            raise ValueError(
+                f"`output_schema` and `validations` belong to extract workflows, not {task}"
+            )
+        if task != "draft" and self.knowledge:
+            raise ValueError(f"`knowledge` belongs to draft workflows, not {task}")
+        if task == "extract":
+            names = set(self.field_names)
+            for i, rule in enumerate(self.validations):
+                unknown = [f for f in rule.fields() if f not in names]
+                if unknown:
+                    raise ValueError(
+                        f"validations[{i}] ({rule.name}) uses unknown field(s) "
+                        f"{', '.join(unknown)}; the fields are {', '.join(sorted(names))}"
+                    )
+        if self.routing.batch is not None and task != "classify":
+            raise ValueError("routing.batch works on labels: it needs a classify workflow")
+        from hitl_shared.workflows.tasks import output_errors
+
+        for i, ex in enumerate(self.examples):
+            if task == "classify":
+                if ex.label is None:
+                    raise ValueError(f"examples[{i}] needs a `label`")
+                answer: dict[str, Any] = {"label": ex.label}
+            else:
+                if ex.output is None:
+                    raise ValueError(f"examples[{i}] needs an `output` (the right answer)")
+                answer = ex.output
+            problems = output_errors(self, answer)
+            if problems:
+                raise ValueError(f"examples[{i}]: {problems[0]}")
+        return self
+
     @model_validator(mode="after")
     def _labels_known(self) -> WorkflowConfig:
         names = [label.name for label in self.labels]
         if len(set(names)) != len(names):
             raise ValueError("labels must have distinct names")
-        for i, ex in enumerate(self.examples):
-            if ex.label not in names:
-                raise ValueError(f"examples[{i}].label {ex.label!r} is not one of the labels")
         if self.routing.batch is not None:
             unknown = [n for n in self.routing.batch.labels if n not in names]
             if unknown:
@@ -294,6 +482,14 @@ class WorkflowConfig(BaseModel):
     @property
     def label_names(self) -> list[str]:
         return [label.name for label in self.labels]
+
+    @property
+    def field_names(self) -> list[str]:
+        return list(((self.output_schema or {}).get("properties") or {}).keys())
+
+    def field_spec(self, name: str) -> dict[str, Any]:
+        spec = ((self.output_schema or {}).get("properties") or {}).get(name)
+        return spec if isinstance(spec, dict) else {}
 
     def public_config(self) -> dict[str, Any]:
         """What an item records and a version stores (demo items are not part of behaviour)."""

@@ -1,4 +1,4 @@
-// Batch page: select all, and the active time shared out over the approved items.
+// Batch page: select all (Shift+A). Active time: active-time.js.
 (function () {
   "use strict";
   var all = document.getElementById("select-all");
@@ -12,11 +12,6 @@
     if (tag === "TEXTAREA" || tag === "SELECT" || (tag === "INPUT" && e.target.type !== "checkbox")) { return; }
     if (e.key === "A" && e.shiftKey && !e.ctrlKey && !e.metaKey) { e.preventDefault(); setAll(true); }
   });
-  var start = Date.now();
-  var form = document.getElementById("batch-form");
-  if (form) {
-    form.addEventListener("submit", function () {
-      document.getElementById("active-ms").value = String(Date.now() - start);
-    });
-  }
+  // The active time on the page is measured by active-time.js (as on the review page) and
+  // sent with the form; the server shares it out over the approved items.
 })();

@@ -74,6 +74,35 @@
     });
   }
 
+  // Score, extraction and draft answers are typed: Enter in a one-line box and Ctrl+Enter
+  // anywhere save the reviewer's answer (never the AI's, which a bare form submit would do),
+  // Esc leaves the box so the single-key shortcuts work again.
+  function answerInputs() {
+    return Array.prototype.slice.call(document.querySelectorAll(".answer-input"));
+  }
+  answerInputs().forEach(function (el) {
+    el.addEventListener("keydown", function (e) {
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey || el.tagName === "INPUT")) {
+        e.preventDefault(); click("save-edit");
+      } else if (e.key === "Escape") {
+        e.preventDefault(); el.blur();
+      }
+    });
+  });
+  function focusInput(step) {
+    var inputs = answerInputs(); if (!inputs.length) { return false; }
+    var i = inputs.indexOf(document.activeElement);
+    var next = i === -1 ? (step > 0 ? inputs[0] : inputs[inputs.length - 1])
+                        : inputs[(i + step + inputs.length) % inputs.length];
+    next.focus(); if (next.select && next.tagName === "INPUT") { next.select(); }
+    return true;
+  }
+  function startEditing() {
+    var first = document.querySelector(".field-row.doubtful .answer-input") || answerInputs()[0];
+    if (first) { first.focus(); if (first.tagName === "INPUT") { first.select(); } }
+  }
+  var typed = answerInputs().length > 0;
+
   document.addEventListener("keydown", function (e) {
     var tag = (e.target && e.target.tagName) || "";
     if (tag === "TEXTAREA" || tag === "SELECT" || (tag === "INPUT" && e.target.type !== "radio")) { return; }
@@ -85,9 +114,9 @@
     }
     switch (k) {
       case "a": e.preventDefault(); click("approve"); break;
-      case "e": e.preventDefault(); click("save-edit"); break;
-      case "j": e.preventDefault(); move(1); break;
-      case "k": e.preventDefault(); move(-1); break;
+      case "e": e.preventDefault(); if (typed) { startEditing(); } else { click("save-edit"); } break;
+      case "j": e.preventDefault(); if (!focusInput(1)) { move(1); } break;
+      case "k": e.preventDefault(); if (!focusInput(-1)) { move(-1); } break;
       case "r":
         e.preventDefault();
         var box = document.getElementById("reject-box");
