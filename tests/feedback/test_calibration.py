@@ -35,7 +35,7 @@ def test_calibration_recovers_a_known_miscalibration(n: int) -> None:
 
 def test_few_items_keep_the_identity_and_all_correct_never_means_certain() -> None:
     assert fit(np.array([0.9] * 10), np.ones(10)).method == "identity"
-    raw = np.full(40, 0.7)
+    raw = np.linspace(0.65, 0.75, 40)
     cmap = fit(raw, np.ones(40))
     assert 0.9 < cmap.apply_one(0.7) < 0.99
 
@@ -95,6 +95,17 @@ def test_suspended_light_review_reopens_once_a_band_is_proven() -> None:
     bad = rng.uniform(0.5, 1.0, 500)
     wrong = (rng.uniform(size=500) < 0.8).astype(float)
     assert recommend(bad, wrong, current_light=1.0, current_full=0.6).light == 1.0
+
+
+def test_unproven_light_band_waits_for_proof_and_flat_confidences_learn_no_map() -> None:
+    # An untrained model: the same confidence for every item, right 3% of the time.
+    flat = np.full(500, 1 / 77)
+    right = (np.arange(500) % 33 == 0).astype(float)
+    assert fit(flat, right).method == "identity"
+    rec = recommend(flat, right, current_light=0.85, current_full=0.6)
+    assert rec.light == 1.0 and "waits for that proof" in rec.reason
+    # Too few decisions to judge anything: the operator's threshold stays.
+    assert recommend(flat[:30], right[:30], current_light=0.85, current_full=0.6).light == 0.85
 
 
 def test_time_saved_against_the_manual_baseline() -> None:

@@ -11,6 +11,7 @@ from hitl_shared.calibration import CalibrationMap, logit
 
 MIN_ITEMS = 30  # below this the map stays the identity: too little evidence to move anything
 ISOTONIC_FROM = 400  # isotonic needs enough points per step to not overfit
+MIN_SPREAD = 0.02  # raw confidences closer together than this carry no ranking
 
 
 def fit_platt(raw: np.ndarray, correct: np.ndarray, l2: float = 1e-3) -> tuple[float, float]:
@@ -81,7 +82,10 @@ def fit(raw: np.ndarray, correct: np.ndarray, model: str | None = None) -> Calib
     raw = np.asarray(raw, dtype=float)
     correct = np.asarray(correct, dtype=float)
     n = len(raw)
-    if n < MIN_ITEMS:
+    if n < MIN_ITEMS or float(np.ptp(raw)) < MIN_SPREAD:
+        # Too few items, or confidences that say nothing about which answers are right (an
+        # untrained model gives every item the same one): no map can be learnt from them,
+        # and one fitted anyway would mis-correct the next model's.
         return CalibrationMap("identity", {}, n, model)
     if n < ISOTONIC_FROM:
         a, b = fit_platt(raw, correct)

@@ -165,6 +165,19 @@ def recommend(
             return Recommendation(
                 t_new, min(current_full, t_new), target_error, n_new, a_new, lo_new, reason
             )
+        if t_new is None and len(conf) >= min_band and current_light < 1.0:
+            # Plenty of decisions, yet no band is proven (a new model, say, that has been
+            # right too rarely to trust any of its confidences): an unproven band does not
+            # meet the target, so light review waits for proof instead of hoping.
+            reason = (
+                f"{len(conf)} decided items, but no confidence band of at least {min_band} of "
+                f"them is proven to reach {target:.0%} accuracy at the 95% lower bound (only "
+                f"{size} at or above the light threshold {current_light:.0%}). Light review "
+                "waits for that proof."
+            )
+            return Recommendation(
+                1.0, current_full, target_error, size, acc if size else None, None, reason
+            )
     if size < min_band or low < target:
         reason = (
             f"No confidence band of at least {min_band} decided items is proven to reach "
