@@ -129,7 +129,10 @@ async def held_batch(session: AsyncSession, reviewer_id: uuid.UUID, wf: Workflow
         text = "\n\n".join(
             str(item.input.get(f)) for f in config.text_fields if item.input.get(f) is not None
         )
-        label = (ai.output or {}).get("label") if ai else None
+        answer: dict[str, Any] = (ai.output or {}) if ai else {}
+        label = answer.get("label")
+        if label is None and isinstance(answer.get("score"), int | float):
+            label = f"score {answer['score']:g}"
         out.append(
             BatchRow(
                 task.id,

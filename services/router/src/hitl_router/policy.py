@@ -70,6 +70,22 @@ def _label(output: dict[str, Any] | None) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _decline(batch: Any, output: dict[str, Any]) -> str | None:
+    """How a batchable decline reads ("'disqualified'", "score 1"), or None if it is not one."""
+    label = _label(output)
+    if label is not None and label in batch.labels:
+        return repr(label)
+    score = output.get("score")
+    if (
+        batch.max_score is not None
+        and isinstance(score, int | float)
+        and not isinstance(score, bool)
+        and score <= batch.max_score
+    ):
+        return f"score {score:g} (at or below {batch.max_score:g})"
+    return None
+
+
 def _weakest_fields(output: dict[str, Any], limit: int = 3) -> str:
     """For extractions: the fields with the lowest confidence, which set the item's."""
     conf = output.get("field_confidence")
@@ -195,18 +211,18 @@ def _policy_choice(
     if touched:
         return choice
 
-    label = _label(output)
     batch = routing.batch
+    decline = _decline(batch, output) if batch is not None else None
     if (
         batch is not None
-        and label in batch.labels
+        and decline is not None
         and confidence < batch.below_confidence
         and choice.level != ReviewLevel.LIGHT
     ):
         return RoutingChoice(
             ReviewLevel.BATCH,
             "batch",
-            f"A low-confidence {label!r} ({confidence:.0%}, below {batch.below_confidence:.0%}): "
+            f"A low-confidence {decline} ({confidence:.0%}, below {batch.below_confidence:.0%}): "
             "approved with similar items in a batch by a human.",
         )
     auto = routing.auto_approve

@@ -116,10 +116,13 @@ class AuditSampling(BaseModel):
 
 
 class BatchSettings(BaseModel):
-    """Low-confidence negative outcomes (declines) that a human approves as a group."""
+    """Low-confidence negative outcomes (declines) that a human approves as a group: the
+    decline ``labels`` of a classify workflow (disqualifying a lead), or for a score workflow
+    every score at or below ``max_score`` (declining a candidate)."""
 
     model_config = ConfigDict(extra="forbid")
-    labels: list[str] = Field(min_length=1)
+    labels: list[str] = Field(default_factory=list)
+    max_score: float | None = None
     below_confidence: float = Field(default=0.6, gt=0, le=1)
     # How many items one batch page shows at most.
     size: int = Field(default=50, ge=2, le=500)
@@ -447,8 +450,18 @@ class WorkflowConfig(BaseModel):
                         f"validations[{i}] ({rule.name}) uses unknown field(s) "
                         f"{', '.join(unknown)}; the fields are {', '.join(sorted(names))}"
                     )
-        if self.routing.batch is not None and task != "classify":
-            raise ValueError("routing.batch works on labels: it needs a classify workflow")
+        batch = self.routing.batch
+        if batch is not None:
+            if task == "classify" and (not batch.labels or batch.max_score is not None):
+                raise ValueError(
+                    "routing.batch needs `labels` (the declines) in a classify workflow"
+                )
+            if task == "score" and (batch.labels or batch.max_score is None):
+                raise ValueError(
+                    "routing.batch needs `max_score` (the declines) in a score workflow"
+                )
+            if task not in ("classify", "score"):
+                raise ValueError(f"routing.batch works on classify and score workflows, not {task}")
         from hitl_shared.workflows.tasks import output_errors
 
         for i, ex in enumerate(self.examples):
