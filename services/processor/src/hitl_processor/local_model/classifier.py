@@ -282,7 +282,9 @@ class TextClassifier:
             folds = CV_FOLDS_SMALL if n <= CV_FOLDS_SWITCH else CV_FOLDS_LARGE
             logits = np.full((n, k), -np.inf)
             splitter = KFold(n_splits=min(folds, n), shuffle=True, random_state=_SEED)
+            unseen_in_fold = 0
             for fit_rows, held_rows in splitter.split(x_texts):
+                unseen_in_fold += int(np.isin(y[held_rows], y[fit_rows], invert=True).sum())
                 part = cls._fit_parts(
                     [x_texts[i] for i in fit_rows],
                     embeddings[fit_rows],
@@ -293,6 +295,15 @@ class TextClassifier:
                     [x_texts[i] for i in held_rows], embeddings[held_rows]
                 )
             temperature, shrink = _fit_confidence(logits, y, floor)
+            # The folds' models saw fewer labels than the final one: part of ``shrink`` is
+            # the chance that an answer is a label the fold never saw, which is higher than
+            # for the final model. Good-Turing estimates the final model's chance (labels
+            # seen once / n); the difference comes off, so the final model is not held
+            # back by its folds' ignorance (measured: under-confident at the top with few
+            # examples per label).
+            good_turing = float((np.bincount(y, minlength=k) == 1).sum()) / n
+            excess = unseen_in_fold / n - good_turing
+            shrink = max(floor, shrink - max(0.0, excess))
         model = cls._fit_parts(x_texts, embeddings, y, list(label_set))
         model.temperature, model.shrink = temperature, shrink
         model.label_descriptions = dict(label_descriptions or {})
