@@ -188,6 +188,8 @@ async def test_draft_reuses_the_closest_approved_reply_and_records_the_edit(
         assert task
         page = await http.get(f"/tasks/{task}")
         assert 'id="draft-text"' in page.text and "Password reset" in page.text
+        if 'data-level="manual"' in page.text:  # the AI's draft is shown as a hint
+            assert 'id="ai-draft-hint"' in page.text
         r = await rev.decide(task, action="edit", text="  ")
         assert r.status_code == 422 and "must not be empty" in r.text
         text = ai["output"]["text"].replace("Hello,", "Hello Dana,")
