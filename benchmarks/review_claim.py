@@ -32,11 +32,12 @@ After each phase: the client's CPU (one core at most) and PostgreSQL's (the benc
 backends, read from /proc when the server runs on this machine) per cycle, and the event-loop
 lag (how late a 5 ms timer fires: the queueing every await of every reviewer pays). With no
 think time the reviewers form a closed loop that saturates the client by design; `--think-ms`
-adds a pause after each decision (a human reading the next item) to measure latency below
-saturation. `--filtered` claims from one workflow + level queue instead of "all queues" (the
-inbox's Start reviewing button). The inbox's queue summary (`claims.queue_summaries`,
-uncached) is timed after loading and after each phase. `--keep` keeps the database;
-`--database NAME` runs on a kept one (migrated to head first) instead of loading a new one.
+adds a pause after each decision (a human reading the next item; exponentially distributed
+with that mean) to measure latency below saturation. `--filtered` claims from one workflow +
+level queue instead of "all queues" (the inbox's Start reviewing button). The inbox's queue
+summary (`claims.queue_summaries`, uncached) is timed after loading and after each phase.
+`--keep` keeps the database; `--database NAME` runs on a kept one (migrated to head first)
+instead of loading a new one.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import statistics
 import time
 import uuid
@@ -197,6 +199,8 @@ async def reviewer_loop(
             b.claim_server.append(result.server_ms)
         return result.task_id
 
+    if think:
+        await asyncio.sleep(random.uniform(0, think))
     async with unit_of_work(sessionmaker, queue) as work:  # type: ignore[arg-type]
         task_id = await claim(work)
     while task_id is not None and time.perf_counter() < stop_at:
@@ -220,7 +224,9 @@ async def reviewer_loop(
         b.cycle.append((time.perf_counter() - t0) * 1000)
         b.cycles += 1
         if think:
-            await asyncio.sleep(think)
+            # Reading time varies, so reviewers do not move in lockstep: exponential pauses
+            # (arrivals as a Poisson process) with the given mean.
+            await asyncio.sleep(random.expovariate(1 / think))
 
 
 async def loop_lag(stop_at: float, lags: list[float]) -> None:
@@ -421,6 +427,11 @@ def main() -> None:
         with psycopg.connect(dsn, autocommit=True) as conn:
             row = conn.execute("SELECT version()").fetchone()
             print(row[0] if row else "", flush=True)
+            row = conn.execute("SHOW autovacuum").fetchone()
+            if row and row[0] != "on":
+                # Then the dead entries every claim leaves at the head of the claim index
+                # are never vacuumed away: the decay check below is the worst case.
+                print("autovacuum is off on this server: nothing is vacuumed during the run")
         print_inbox("before the run", asyncio.run(time_inbox(url)))
         for n in levels:
             asyncio.run(
