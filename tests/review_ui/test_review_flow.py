@@ -93,6 +93,9 @@ async def set_thresholds(system: System, light: float, full: float) -> None:
 
     config, source = load_workflow_file(DEMO_DIR / "support-triage.yaml")
     config.routing.thresholds = Thresholds(light=light, full=full)
+    # No random audit samples or canaries: these tests need every item at the chosen level.
+    config.routing.audit.light = config.routing.audit.auto = 0.0
+    config.routing.canaries.rate = 0.0
     async with system.embedded.runtime.work() as work:  # type: ignore[attr-defined]
         applied = await apply_workflow(work.session, config, source, actor="test")
     assert applied.version == 2
