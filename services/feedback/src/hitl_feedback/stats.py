@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hitl_shared.db.models import FeedbackRecord, RoutingDecision, Workflow
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for a proportion; (0, 1) when there is no data."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+from hitl_shared.figures import wilson_interval
 
 
 def median(values: list[float]) -> float | None:
