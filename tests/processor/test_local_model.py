@@ -189,7 +189,11 @@ def test_round_trip_gives_identical_predictions(
         assert restored.labels == model.labels
         assert restored.n_examples == model.n_examples
         assert restored.model_name == model.model_name
-        assert np.array_equal(restored.predict_proba(texts), model.predict_proba(texts))
+        # The stored model is exact (bytes below); the encoder's own arithmetic may differ in
+        # the last bits from one call to the next (threaded reductions under load).
+        np.testing.assert_allclose(
+            restored.predict_proba(texts), model.predict_proba(texts), rtol=1e-6, atol=1e-9
+        )
         assert restored.to_bytes() == data
 
 

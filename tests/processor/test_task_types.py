@@ -1,18 +1,22 @@
-"""Score, extract and draft workflows through the real pipeline (local provider, router,
-review forms, feedback), with the shipped demo workflows."""
+"""Multi-label classify, score, extract and draft workflows through the real pipeline (local
+provider, router, review forms, feedback), with the shipped demo workflows."""
 
 from __future__ import annotations
 
 import re
 
 import httpx
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
 from hitl_processor.local_model.extractor import FieldExtractor
+from hitl_processor.local_model.labelset import LabelSetClassifier
+from hitl_router.routing import altered_answer
 from hitl_shared.db.models import AIResult, FeedbackRecord, RoutingDecision
+from hitl_shared.workflows.conditions import evaluate, parse_condition
 from hitl_shared.workflows.config import WorkflowConfig
-from hitl_shared.workflows.tasks import changes, normalise, same_answer
+from hitl_shared.workflows.tasks import answer_key, changes, normalise, output_errors, same_answer
 from tests.conftest import System
 from tests.support import ADMIN_PASSWORD, ScriptedReviewer
 
@@ -202,6 +206,131 @@ async def test_draft_reuses_the_closest_approved_reply_and_records_the_edit(
     assert record.changes["edit_kind"] == "reworded"
 
 
+async def test_multi_label_tags_review_and_the_local_model_learns(system: System) -> None:
+    churn = await submit(
+        system,
+        "ticket-tags",
+        {"subject": "Refund", "body": "Refund my payment please, I am cancelling my plan"},
+    )
+    bug = await submit(system, "ticket-tags", {"body": "The upload page shows an error 500"})
+    await system.settle()
+    runtime = system.embedded.runtime  # type: ignore[attr-defined]
+    async with runtime.sessionmaker() as s:
+        ai = {str(r.item_id): r for r in (await s.execute(sa.select(AIResult))).scalars().all()}
+        routing = {
+            str(r.item_id): r for r in (await s.execute(sa.select(RoutingDecision))).scalars().all()
+        }
+    out = ai[churn].output
+    assert set(out["labels"]) == {"refund-request", "churn-risk"}
+    assert set(out["label_probability"]) == {
+        "refund-request",
+        "bug-report",
+        "feature-request",
+        "churn-risk",
+        "praise",
+    }
+    # The answer's confidence: every label decision right (their product).
+    product = 1.0
+    for name, p in out["label_probability"].items():
+        product *= p if name in out["labels"] else 1 - p
+    assert ai[churn].raw_confidence == pytest.approx(product, rel=1e-3)
+    # A risk rule reads the list with `contains` (here a stricter level won: few examples yet).
+    assert routing[churn].level in ("full", "manual")
+    when = parse_condition('output.labels contains "churn-risk"')
+    assert evaluate(when, {"input": {}, "output": out, "confidence": 0.99})
+    assert "bug-report" in ai[bug].output["labels"]
+
+    async with client(system) as http:
+        rev = ScriptedReviewer(http)
+        await rev.sign_in("admin", ADMIN_PASSWORD)
+        reviewed = {}
+        while churn not in reviewed or bug not in reviewed:  # the demo items come first
+            task = await rev.start("ticket-tags", "")
+            assert task
+            page = await http.get(f"/tasks/{task}")
+            assert page.text.count('type="checkbox" name="label"') == 5
+            item_id = re.search(r'data-item="([^"]+)"', page.text)
+            assert item_id
+            # Nothing ticked is not an answer: the form says what to do.
+            r = await rev.client.post(
+                f"/tasks/{task}/decide",
+                data={"csrf_token": rev.csrf, "action": "edit", "active_ms": "3000"},
+            )
+            assert r.status_code == 422 and "choose at least one of the labels" in r.text
+            r = await rev.client.post(
+                f"/tasks/{task}/decide",
+                data={
+                    "csrf_token": rev.csrf,
+                    "action": "edit",
+                    "active_ms": "3000",
+                    "label": ["bug-report", "churn-risk"],
+                },
+            )
+            assert r.status_code == 303, r.text
+            reviewed[item_id.group(1)] = task
+    await system.settle()
+    records = {str(r.item_id): r for r in await feedback(system) if str(r.item_id) in reviewed}
+    assert len(records) == len(reviewed)
+    for record in records.values():
+        assert record.final_answer == {"labels": ["bug-report", "churn-risk"]}
+        assert record.final_label == "bug-report + churn-risk"
+    assert records[churn].ai_correct is False
+    assert records[churn].changes == {
+        "labels": {"added": ["bug-report"], "removed": ["refund-request"]}
+    }
+    view = await item(system, churn)
+    decision = view["decision"]
+    assert isinstance(decision, dict)
+    assert decision["output"] == {"labels": ["bug-report", "churn-risk"]}
+    assert decision["outcome"] == "edited"
+
+
+def test_label_set_classifier_learns_tags_and_says_when_it_cannot_know() -> None:
+    words = {
+        "refund": ["refund my payment", "money back please", "credit the charge"],
+        "bug": ["error 500 on save", "the page crashes", "upload is broken"],
+        "praise": ["great work team", "love the product", "thanks so much"],
+    }
+    texts, sets = [], []
+    for i in range(60):
+        chosen = [t for j, t in enumerate(words) if (i >> j) & 1] or ["bug"]
+        texts.append(" and ".join(words[t][i % 3] for t in chosen) + f" (ticket {i})")
+        sets.append(chosen)
+    labels = ["refund", "bug", "praise", "legal"]  # nobody has tagged "legal" yet
+    model = LabelSetClassifier.from_bytes(LabelSetClassifier.train(texts, sets, labels).to_bytes())
+    [verdict] = model.predict(["the page crashes and I want my money back please"])
+    assert verdict.labels == ["refund", "bug"]
+    # Never applied in 60 reviews: rare, not impossible.
+    assert verdict.probabilities["legal"] == pytest.approx(0.5 / 61, abs=1e-3)
+    right = [p if n in verdict.labels else 1 - p for n, p in verdict.probabilities.items()]
+    assert verdict.confidence == pytest.approx(float(np.prod(right)), rel=1e-3)
+    # Untrained: it says so with a low confidence instead of guessing.
+    [blank] = LabelSetClassifier.train([], [], labels).predict(["anything"])
+    assert len(blank.labels) == 1 and blank.confidence < 0.1
+
+
+def test_multi_label_answers_compare_change_and_canary() -> None:
+    config = WorkflowConfig.model_validate(
+        {
+            "name": "tags-wf",
+            "text_fields": ["t"],
+            "multi_label": True,
+            "labels": [{"name": "a"}, {"name": "b"}, {"name": "c"}],
+        }
+    )
+    assert same_answer(config, {"labels": ["b", "a"]}, {"labels": ["a", "b"]})
+    assert not same_answer(config, {"labels": ["a"]}, {"labels": ["a", "b"]})
+    assert changes(config, {"labels": ["a", "c"]}, {"labels": ["a", "b"]}) == {
+        "labels": {"added": ["b"], "removed": ["c"]}
+    }
+    assert answer_key(config, {"labels": ["c", "a"]}) == "a + c"
+    assert output_errors(config, {"labels": ["a", "z"]}) == ["z is not among the labels: a, b, c"]
+    assert output_errors(config, {"labels": []})
+    for pick in (0.0, 0.4, 0.9):
+        wrong = altered_answer(config, {"labels": ["a"]}, [], pick)
+        assert wrong and wrong["labels"] and not same_answer(config, wrong, {"labels": ["a"]})
+
+
 def test_extractor_learns_where_a_field_is_from_reviews() -> None:
     schema = {
         "type": "object",
@@ -253,6 +382,30 @@ def test_answers_compare_as_a_person_would() -> None:
         (
             {"task_type": "score", "scale": {"min": 1, "max": 5}, "examples": [{"text": "x"}]},
             "needs an `output`",
+        ),
+        ({"task_type": "score", "multi_label": True}, "`multi_label` belongs to classify"),
+        (
+            {
+                "multi_label": True,
+                "labels": [{"name": "a"}, {"name": "b"}],
+                "examples": [{"text": "x"}],
+            },
+            "needs `labels` (a list)",
+        ),
+        (
+            {
+                "labels": [{"name": "a"}, {"name": "b"}],
+                "examples": [{"text": "x", "labels": ["a"]}],
+            },
+            "`labels` is for multi-label workflows",
+        ),
+        (
+            {
+                "multi_label": True,
+                "labels": [{"name": "a"}, {"name": "b"}],
+                "routing": {"batch": {"labels": ["a"]}},
+            },
+            "single-label classify",
         ),
     ],
 )

@@ -241,3 +241,32 @@ async def test_edit_an_extraction_field_with_the_keyboard(server: str, browser) 
     assert decision["outcome"] == "edited"
     assert decision["output"]["fields"]["total"] == 1056.0
     assert decision["output"]["fields"]["invoice_number"] == "INV-20530"
+
+
+async def test_tick_tags_of_a_multi_label_item_with_the_keyboard(server: str, browser) -> None:  # type: ignore[no-untyped-def]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    item_id = send(
+        server, "The sync is broken again, fix it or we move to a competitor", 0, "ticket-tags"
+    )
+    await wait_in_review(server, [item_id])
+    page = await browser.new_page()
+    await sign_in(page, server, "admin", ADMIN_PASSWORD)
+    await page.click("#start-all")
+    await page.wait_for_url("**/tasks/**")
+    boxes = page.locator("input[type=checkbox][name=label]")
+    assert await boxes.count() == 5
+    await page.screenshot(path=str(SHOTS / "review-tags.png"), full_page=True)
+    # 1-5 tick and untick the labels in order; the wanted set is bug-report + churn-risk.
+    want = ["bug-report", "churn-risk"]
+    for i in range(5):
+        box = boxes.nth(i)
+        if await box.is_checked() != (await box.get_attribute("value") in want):
+            await page.keyboard.press(str(i + 1))
+    assert [await boxes.nth(i).is_checked() for i in range(5)] == [False, True, False, True, False]
+    # The number keys leave the focus on a box: e still saves, as the help says.
+    url = page.url
+    await page.keyboard.press("e")
+    await page.wait_for_url(lambda u: u != url)
+    decision = item(server, item_id)["decision"]
+    assert isinstance(decision, dict)
+    assert decision["output"] == {"labels": want}

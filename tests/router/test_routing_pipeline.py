@@ -217,18 +217,22 @@ async def test_auto_approval_without_a_human_except_the_audit_sample(system: Sys
         )
         assert {b[0] for b in by} == {None}
 
-        # A human reviews the audit sample: feedback reports the auto band's real accuracy.
+        # A human reviews the full queue (the audit sample and the VIP item, in whichever
+        # order it serves them): feedback reports the auto band's real accuracy.
+        assert audited, "no audit sample drawn: the test needs at least one"
         async with ui(system) as http:
             rev = await reviewer(http)
-            task = await rev.start("support-triage", "full")
-            assert task
-            assert (await rev.decide(task, action="approve")).status_code == 303
+            for _ in range(len(audited) + 1):
+                task = await rev.start("support-triage", "full")
+                assert task
+                assert (await rev.decide(task, action="approve")).status_code == 303
+            assert await rev.start("support-triage", "full") is None
         await system.settle()
         stats = (
             await system.client.get("/v1/feedback/workflows", headers=system.api_headers)
         ).json()
         triage = next(w for w in stats["workflows"] if w["workflow"] == "support-triage")
-        assert triage["audit_samples"]["auto"]["judged"] == 1
+        assert triage["audit_samples"]["auto"]["judged"] == len(audited)
         assert triage["audit_samples"]["auto"]["ai_accuracy"] == 1.0
         assert triage["levels"]["auto"]["judged"] == 0  # no human judged the auto items
     finally:

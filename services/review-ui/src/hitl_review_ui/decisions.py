@@ -27,7 +27,7 @@ from hitl_shared.public import item_view, webhook_payload
 from hitl_shared.work import Work
 from hitl_shared.workflows.config import WorkflowConfig
 from hitl_shared.workflows.store import config_for
-from hitl_shared.workflows.tasks import answer_from_output, output_errors, same_answer
+from hitl_shared.workflows.tasks import answer_from_output, label_set, output_errors, same_answer
 
 REJECT_REASONS = {
     "wrong_input": "The input is not something this workflow should handle",
@@ -66,10 +66,32 @@ class ReviewContext:
 
     @property
     def ai_label(self) -> str | None:
+        """The AI's label (its labels joined with " + " in a multi-label workflow)."""
         if self.ai is None:
             return None
+        if self.config.multi_label:
+            return " + ".join(self.ai_labels) or None
         label = self.ai.output.get("label")
         return label if isinstance(label, str) else None
+
+    @property
+    def ai_labels(self) -> list[str]:
+        """The AI's labels, in the workflow's order (multi-label workflows)."""
+        if self.ai is None or self.ai.error:
+            return []
+        return label_set(self.config, self.ai.output)
+
+    @property
+    def doubtful_labels(self) -> set[str]:
+        """Multi-label: the label decisions (applies or not) the AI was least sure of, below
+        the workflow's light-review threshold."""
+        raw = (self.ai.output.get("label_probability") if self.ai else None) or {}
+        limit = self.config.routing.thresholds.light
+        return {
+            name
+            for name, p in raw.items()
+            if isinstance(p, int | float) and max(float(p), 1 - float(p)) < limit
+        }
 
     @property
     def ai_answer(self) -> dict[str, Any]:
@@ -99,13 +121,18 @@ class ReviewContext:
         return out
 
 
-def parse_answer(config: WorkflowConfig, form: dict[str, str]) -> dict[str, Any]:
+def parse_answer(config: WorkflowConfig, form: dict[str, Any]) -> dict[str, Any]:
     """A reviewer's own answer from the decision form, in the task type's shape.
 
     Raises DecisionError with what to fix."""
     task = config.task_type
-    if task == "classify":
-        answer: dict[str, Any] = {"label": form.get("label")}
+    if task == "classify" and config.multi_label:
+        chosen = form.get("labels")
+        answer: dict[str, Any] = {
+            "labels": [v for v in chosen if isinstance(v, str)] if isinstance(chosen, list) else []
+        }
+    elif task == "classify":
+        answer = {"label": form.get("label")}
     elif task == "score":
         raw = (form.get("score") or "").strip()
         try:
@@ -196,13 +223,14 @@ async def decide(
     reviewer_id: uuid.UUID,
     reviewer_name: str,
     action: str,
-    form: dict[str, str],
+    form: dict[str, Any],
     reason_code: str | None,
     note: str,
     active_ms: int | None,
 ) -> ReviewDecision:
     """Record a reviewer's decision. ``form`` holds the answer fields of the decision form
-    (``label``; ``score``/``rationale``; ``field.<name>``; ``text``), read for ``edit``."""
+    (``label``, or the list ``labels`` when multi-label; ``score``/``rationale``;
+    ``field.<name>``; ``text``), read for ``edit``."""
     session = work.session
     task = ctx.task
     now = utcnow()

@@ -84,6 +84,9 @@ async def escalated_tasks(session: AsyncSession) -> list[EscalatedTask]:
     out = []
     for task, name, output in rows:
         label = (output or {}).get("label")
+        labels = (output or {}).get("labels")
+        if label is None and isinstance(labels, list):
+            label = " + ".join(str(v) for v in labels)
         out.append(
             EscalatedTask(
                 task.id,

@@ -232,11 +232,12 @@ def build_router() -> APIRouter:
         except ValueError:
             ms = None
         form = await request.form()
-        answer_form = {
+        answer_form: dict[str, Any] = {
             k: v
             for k, v in form.items()
             if isinstance(v, str) and (k in ANSWER_KEYS or k.startswith("field."))
         }
+        answer_form["labels"] = [v for v in form.getlist("label") if isinstance(v, str)]
         try:
             await decide(
                 work,

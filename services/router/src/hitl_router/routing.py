@@ -57,7 +57,13 @@ from hitl_shared.runtime import Runtime
 from hitl_shared.work import Work
 from hitl_shared.workflows.config import WorkflowConfig
 from hitl_shared.workflows.store import config_for
-from hitl_shared.workflows.tasks import answer_from_output, answer_key, normalise, same_answer
+from hitl_shared.workflows.tasks import (
+    answer_from_output,
+    answer_key,
+    label_set,
+    normalise,
+    same_answer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -405,7 +411,10 @@ def _answers(config: WorkflowConfig, row: Any) -> tuple[dict[str, Any], dict[str
     """(AI's answer, human's answer) of a past decision, in the task type's shape."""
     ai = row.ai_answer if isinstance(row.ai_answer, dict) else {}
     final = row.final_answer if isinstance(row.final_answer, dict) else {}
-    if config.task_type == "classify":  # records from before answers were kept whole
+    if config.task_type == "classify" and config.multi_label:
+        ai = {"labels": label_set(config, ai)} if label_set(config, ai) else {}
+        final = {"labels": label_set(config, final)} if label_set(config, final) else {}
+    elif config.task_type == "classify":  # records from before answers were kept whole
         ai = ai or ({"label": row.ai_label} if row.ai_label else {})
         final = final or ({"label": row.final_label} if row.final_label else {})
         if final.get("label") not in config.label_names:
@@ -421,6 +430,15 @@ def altered_answer(
     """A deliberately wrong version of a human-approved answer, wrong enough that a reader
     who checks the item sees it, plausible enough that one who does not will approve it."""
     task = config.task_type
+    if task == "classify" and config.multi_label:
+        # One label decision flipped: a label the item has is dropped, or one it lacks added.
+        chosen = label_set(config, right)
+        flip = config.label_names[int(pick * len(config.label_names))]
+        flipped = [n for n in config.label_names if (n in chosen) != (n == flip)]
+        if not flipped:  # dropping its only label would leave none: add another instead
+            absent = [n for n in config.label_names if n not in chosen]
+            flipped = sorted(chosen + absent[:1], key=config.label_names.index)
+        return {"labels": flipped} if flipped != chosen else None
     if task == "classify":
         labels = [n for n in config.label_names if n != right.get("label")]
         return {"label": labels[int(pick * len(labels))]} if labels else None
@@ -476,6 +494,16 @@ def _canary_output(
         }
     if config.task_type == "draft":
         return {"text": answer.get("text", ""), "sources": []}
+    if config.task_type == "classify" and config.multi_label:
+        chosen = label_set(config, answer)
+        # Each label decision as sure as the whole answer (at least), like a real output's.
+        sure = max(confidence, 0.5) ** (1 / max(len(config.label_names), 1))
+        return {
+            "labels": chosen,
+            "label_probability": {
+                n: round(sure if n in chosen else 1 - sure, 4) for n in config.label_names
+            },
+        }
     return dict(answer)
 
 

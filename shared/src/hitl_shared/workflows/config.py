@@ -244,12 +244,14 @@ class FeedbackSettings(BaseModel):
 
 class Example(BaseModel):
     """A worked example written by the operator; the local model starts from these and the
-    LLM sees them as few-shot examples. ``label`` for classify; ``output`` for the other task
-    types, shaped like a reviewer's answer ({"score": 80}, {"fields": {...}}, {"text": "..."})."""
+    LLM sees them as few-shot examples. ``label`` for classify (``labels`` when the workflow
+    is multi-label); ``output`` for the other task types, shaped like a reviewer's answer
+    ({"score": 80}, {"fields": {...}}, {"text": "..."})."""
 
     model_config = ConfigDict(extra="forbid")
     text: str
     label: str | None = None
+    labels: list[str] | None = None
     output: dict[str, Any] | None = None
 
 
@@ -372,6 +374,8 @@ class WorkflowConfig(BaseModel):
     text_fields: list[str] = Field(min_length=1)
     # classify: the labels (at least two), each with a description.
     labels: list[Label] = Field(default_factory=list)
+    # classify: an item can carry several of the labels (tags) instead of exactly one.
+    multi_label: bool = False
     # score: the scale and the written criteria.
     scale: ScoreScale | None = None
     criteria: list[Criterion] = Field(default_factory=list)
@@ -429,6 +433,8 @@ class WorkflowConfig(BaseModel):
             raise ValueError("a classify workflow needs `labels`: at least two")
         if task != "classify" and self.labels:
             raise ValueError(f"`labels` belong to classify workflows, not {task}")
+        if task != "classify" and self.multi_label:
+            raise ValueError(f"`multi_label` belongs to classify workflows, not {task}")
         if task == "score" and self.scale is None:
             raise ValueError("a score workflow needs a `scale` (min, max, step)")
         if task != "score" and (self.scale is not None or self.criteria):
@@ -452,6 +458,11 @@ class WorkflowConfig(BaseModel):
                     )
         batch = self.routing.batch
         if batch is not None:
+            if task == "classify" and self.multi_label:
+                raise ValueError(
+                    "routing.batch works on single-label classify workflows: a multi-label "
+                    "answer is not one decline"
+                )
             if task == "classify" and (not batch.labels or batch.max_score is not None):
                 raise ValueError(
                     "routing.batch needs `labels` (the declines) in a classify workflow"
@@ -462,17 +473,19 @@ class WorkflowConfig(BaseModel):
                 )
             if task not in ("classify", "score"):
                 raise ValueError(f"routing.batch works on classify and score workflows, not {task}")
-        from hitl_shared.workflows.tasks import output_errors
+        from hitl_shared.workflows.tasks import example_answer, output_errors
 
         for i, ex in enumerate(self.examples):
-            if task == "classify":
-                if ex.label is None:
-                    raise ValueError(f"examples[{i}] needs a `label`")
-                answer: dict[str, Any] = {"label": ex.label}
-            else:
-                if ex.output is None:
-                    raise ValueError(f"examples[{i}] needs an `output` (the right answer)")
-                answer = ex.output
+            if task == "classify" and not self.multi_label and ex.labels is not None:
+                raise ValueError(
+                    f"examples[{i}]: `labels` is for multi-label workflows; give one `label`"
+                )
+            answer = example_answer(self, ex)
+            if answer is None:
+                if task == "classify":
+                    want = "`labels` (a list)" if self.multi_label else "a `label`"
+                    raise ValueError(f"examples[{i}] needs {want}")
+                raise ValueError(f"examples[{i}] needs an `output` (the right answer)")
             problems = output_errors(self, answer)
             if problems:
                 raise ValueError(f"examples[{i}]: {problems[0]}")

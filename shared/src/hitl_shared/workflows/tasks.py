@@ -3,7 +3,7 @@
 Every service speaks about answers through these functions, so a new task type is added
 here once. An *answer* is what a reviewer approves and an integration receives:
 
-- classify: ``{"label": "billing"}``
+- classify: ``{"label": "billing"}``; multi-label: ``{"labels": ["billing", "urgent"]}``
 - score:    ``{"score": 72, "rationale": "..."}``
 - extract:  ``{"fields": {"invoice_number": "INV-1", "total": 118.0, ...}}``
 - draft:    ``{"text": "Dear ..."}``
@@ -23,15 +23,40 @@ from typing import TYPE_CHECKING, Any
 from jsonschema import Draft202012Validator, FormatChecker
 
 if TYPE_CHECKING:
-    from hitl_shared.workflows.config import WorkflowConfig
+    from hitl_shared.workflows.config import Example, WorkflowConfig
 
 _SPACES = re.compile(r"\s+")
+
+
+def example_answer(config: WorkflowConfig, ex: Example) -> dict[str, Any] | None:
+    """An operator's worked example as an answer (None when it gives none)."""
+    if config.task_type != "classify":
+        return ex.output
+    if config.multi_label:
+        if ex.labels is not None:
+            return {"labels": list(ex.labels)}
+        if ex.output is not None:
+            return ex.output
+        return {"labels": [ex.label]} if ex.label is not None else None
+    return {"label": ex.label} if ex.label is not None else None
+
+
+def label_set(config: WorkflowConfig, answer: dict[str, Any] | None) -> list[str]:
+    """The labels of a classify answer, in the workflow's label order (one for single-label)."""
+    if not answer:
+        return []
+    raw = answer.get("labels") if config.multi_label else [answer.get("label")]
+    chosen = {v for v in raw if isinstance(v, str)} if isinstance(raw, list) else set()
+    return [name for name in config.label_names if name in chosen]
 
 
 def answer_from_output(config: WorkflowConfig, output: dict[str, Any] | None) -> dict[str, Any]:
     """The answer inside an AI output (empty when the AI produced none)."""
     out = output or {}
     task = config.task_type
+    if task == "classify" and config.multi_label:
+        labels = label_set(config, out)
+        return {"labels": labels} if labels else {}
     if task == "classify":
         return {"label": out["label"]} if isinstance(out.get("label"), str) else {}
     if task == "score":
@@ -54,6 +79,17 @@ def output_errors(config: WorkflowConfig, answer: dict[str, Any]) -> list[str]:
     task = config.task_type
     if not isinstance(answer, dict):
         return ["the answer must be an object"]
+    if task == "classify" and config.multi_label:
+        raw = answer.get("labels")
+        if not isinstance(raw, list) or not raw:
+            return [f"choose at least one of the labels: {', '.join(config.label_names)}"]
+        unknown = [str(v) for v in raw if v not in config.label_names]
+        if unknown:
+            return [
+                f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not among the "
+                f"labels: {', '.join(config.label_names)}"
+            ]
+        return []
     if task == "classify":
         label = answer.get("label")
         if label not in config.label_names:
@@ -119,6 +155,8 @@ def same_answer(config: WorkflowConfig, ai: dict[str, Any], final: dict[str, Any
     task = config.task_type
     if not ai or not final:
         return False
+    if task == "classify" and config.multi_label:
+        return label_set(config, ai) == label_set(config, final)
     if task == "classify":
         return ai.get("label") == final.get("label")
     if task == "score":
@@ -137,6 +175,11 @@ def changes(config: WorkflowConfig, ai: dict[str, Any], final: dict[str, Any]) -
     task = config.task_type
     if not ai or not final:
         return {}
+    if task == "classify" and config.multi_label:
+        had, has = label_set(config, ai), label_set(config, final)
+        added = [n for n in has if n not in had]
+        removed = [n for n in had if n not in has]
+        return {"labels": {"added": added, "removed": removed}} if added or removed else {}
     if task == "classify":
         if ai.get("label") == final.get("label"):
             return {}
@@ -167,6 +210,9 @@ def answer_key(config: WorkflowConfig, answer: dict[str, Any] | None) -> str | N
     """A short string naming the answer, for grouping (label confusions, score values)."""
     if not answer:
         return None
+    if config.task_type == "classify" and config.multi_label:
+        labels = label_set(config, answer)
+        return " + ".join(labels)[:200] if labels else None
     if config.task_type == "classify":
         label = answer.get("label")
         return label if isinstance(label, str) else None

@@ -241,11 +241,13 @@ class TextClassifier:
         labels: list[str],
         label_set: list[str],
         label_descriptions: dict[str, str] | None = None,
+        embeddings: np.ndarray | None = None,
     ) -> TextClassifier:
         """Fit on reviewed items. Examples whose label is not in ``label_set`` are skipped.
 
         ``label_descriptions`` are kept with the model (shown with it); they do not
-        give a label without examples any probability.
+        give a label without examples any probability. ``embeddings``: the texts' encodings,
+        when the caller already has them (several models trained on the same texts).
         """
         if len(texts) != len(labels):
             raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
@@ -276,7 +278,10 @@ class TextClassifier:
                 label_descriptions=label_descriptions,
             )
 
-        embeddings = get_encoder().encode(x_texts).astype(np.float64)
+        if embeddings is None:
+            embeddings = get_encoder().encode(x_texts).astype(np.float64)
+        else:
+            embeddings = np.asarray(embeddings, dtype=np.float64)[keep]
         temperature, shrink = 1.0, max(floor, 0.5)
         if n >= MIN_CV_EXAMPLES:
             folds = CV_FOLDS_SMALL if n <= CV_FOLDS_SWITCH else CV_FOLDS_LARGE
@@ -371,8 +376,9 @@ class TextClassifier:
         )
         return out
 
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
-        """(len(texts), len(labels)) probabilities; rows sum to 1."""
+    def predict_proba(self, texts: list[str], embeddings: np.ndarray | None = None) -> np.ndarray:
+        """(len(texts), len(labels)) probabilities; rows sum to 1. ``embeddings``: the texts'
+        encodings, when the caller already has them."""
         k = len(self.labels)
         if not texts:
             return np.zeros((0, k))
@@ -382,7 +388,9 @@ class TextClassifier:
         if self._coef is None or self._coef.shape[1] == 0:
             logits = self._logits(clean, np.zeros((len(clean), 0)))
         else:
-            logits = self._logits(clean, get_encoder().encode(clean).astype(np.float64))
+            if embeddings is None:
+                embeddings = get_encoder().encode(clean)
+            logits = self._logits(clean, np.asarray(embeddings, dtype=np.float64))
         return _mix(logits, self.temperature, self.shrink)
 
     # ------------------------------------------------------------- serialisation

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hitl_processor.local_model import TextClassifier
 from hitl_processor.local_model.extractor import FieldExtractor
+from hitl_processor.local_model.labelset import LabelSetClassifier
 from hitl_processor.local_model.neighbours import (
     DRAFTER_NAME,
     SCORER_NAME,
@@ -30,13 +31,13 @@ from hitl_shared.db.models import FeedbackRecord, Item, ModelSnapshot
 from hitl_shared.runtime import Runtime
 from hitl_shared.work import Work
 from hitl_shared.workflows.config import WorkflowConfig
-from hitl_shared.workflows.tasks import output_errors
+from hitl_shared.workflows.tasks import example_answer, label_set, output_errors
 
 RECHECK_SECONDS = 5.0
 MAX_TRAINING_EXAMPLES = 20_000
 
 
-Model = TextClassifier | FieldExtractor | NeighbourModel
+Model = TextClassifier | LabelSetClassifier | FieldExtractor | NeighbourModel
 
 
 @dataclass
@@ -56,7 +57,7 @@ def signature(config: WorkflowConfig) -> str:
     """What a trained model depends on besides its examples: retrain when it changes."""
     task = config.task_type
     if task == "classify":
-        basis: object = config.label_names
+        basis: object = [config.label_names, "multi"] if config.multi_label else config.label_names
     elif task == "score":
         basis = config.scale.model_dump() if config.scale else None
     elif task == "extract":
@@ -75,9 +76,10 @@ async def training_examples(
     texts: list[str] = []
     answers: list[dict[str, Any]] = []
     for ex in config.examples:
-        answer = {"label": ex.label} if config.task_type == "classify" else (ex.output or {})
-        texts.append(ex.text)
-        answers.append(answer)
+        example = example_answer(config, ex)
+        if example is not None:
+            texts.append(ex.text)
+            answers.append(example)
     rows = (
         await session.execute(
             sa.select(Item.input, FeedbackRecord.final_answer, FeedbackRecord.final_label)
@@ -94,7 +96,7 @@ async def training_examples(
         )
     ).all()
     for data, answer, label in rows:
-        if not answer and config.task_type == "classify" and label:
+        if not answer and config.task_type == "classify" and label and not config.multi_label:
             answer = {"label": label}  # recorded before answers were kept whole
         if not isinstance(answer, dict) or output_errors(config, answer):
             continue
@@ -121,6 +123,10 @@ async def available_examples(
 
 def train(config: WorkflowConfig, texts: list[str], answers: list[dict[str, Any]]) -> Model:
     task = config.task_type
+    if task == "classify" and config.multi_label:
+        return LabelSetClassifier.train(
+            texts, [label_set(config, a) for a in answers], config.label_names
+        )
     if task == "classify":
         descriptions = {label.name: label.description for label in config.labels}
         return TextClassifier.train(
@@ -137,7 +143,13 @@ def train(config: WorkflowConfig, texts: list[str], answers: list[dict[str, Any]
 
 
 def load(blob: bytes) -> Model:
-    for loader in (TextClassifier.from_bytes, FieldExtractor.from_bytes, NeighbourModel.from_bytes):
+    loaders = (
+        TextClassifier.from_bytes,
+        LabelSetClassifier.from_bytes,
+        FieldExtractor.from_bytes,
+        NeighbourModel.from_bytes,
+    )
+    for loader in loaders:
         try:
             return loader(blob)
         except ValueError:
@@ -219,6 +231,12 @@ def _answer(model: Model, config: WorkflowConfig, text: str) -> tuple[dict[str, 
         best = int(order[0])
         alternatives = {model.labels[int(i)]: round(float(probs[int(i)]), 4) for i in order[:3]}
         return {"label": model.labels[best], "scores": alternatives}, float(probs[best])
+    if isinstance(model, LabelSetClassifier):
+        verdict = model.predict([text])[0]
+        return {
+            "labels": verdict.labels,
+            "label_probability": verdict.probabilities,
+        }, verdict.confidence
     if isinstance(model, FieldExtractor):
         fields, field_confidence = model.extract(text)
         lowest = min(field_confidence.values()) if field_confidence else 0.0

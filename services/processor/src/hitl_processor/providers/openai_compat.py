@@ -36,7 +36,13 @@ from hitl_shared.lifecycle import Outcome
 from hitl_shared.runtime import Runtime
 from hitl_shared.work import Work
 from hitl_shared.workflows.config import ProviderConfig, ScoreScale, WorkflowConfig
-from hitl_shared.workflows.tasks import field_errors, normalise, output_errors
+from hitl_shared.workflows.tasks import (
+    example_answer,
+    field_errors,
+    label_set,
+    normalise,
+    output_errors,
+)
 
 SAMPLE_TEMPERATURE = 0.8
 # A value that breaks the field's schema is doubtful, however sure the model was.
@@ -400,6 +406,73 @@ class ClassifyTask(Task):
             label = top if top != "<invalid>" else reply
         prior = 1 / len(self.config.label_names)
         return Verdict({"label": label}, self.shrunk(count, prior), self.agreement, flags)
+
+
+class LabelSetTask(Task):
+    """Multi-label classify: every label that applies. Confidence from agreement between
+    samples on the whole set (a log-probability per label would miss how they combine)."""
+
+    kind = "classify"
+    template_version = "labels-v1"
+    schema_name = "labels"
+    uses_logprobs = False
+
+    def system_prompt(self, text: str | None = None) -> str:
+        labels = "\n".join(
+            f"- {label.name}: {label.description}" if label.description else f"- {label.name}"
+            for label in self.config.labels
+        )
+        return (
+            f"{self.config.instructions or 'Tag the item.'}\n\n"
+            f"Answer with every one of these labels that applies (at least one):\n{labels}\n\n"
+            + _injection_warning("classify", "choose particular labels")
+            + f"Reply only with JSON of the form {self.reply_form()}."
+        )
+
+    def reply_form(self) -> str:
+        return '{"labels": ["<a label>", ...]}'
+
+    def schema(self) -> dict[str, Any]:
+        label = {"type": "string", "enum": self.config.label_names}
+        return _object_schema({"labels": {"type": "array", "items": label}})
+
+    def parse(self, content: str | None) -> tuple[str, ...]:
+        data = _load_object(content)
+        raw = data.get("labels")
+        if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+            raise ValueError('the reply must be an object with a list of strings "labels"')
+        chosen = {v.strip() for v in raw}
+        unknown = sorted(chosen - set(self.config.label_names))
+        if unknown:
+            raise ValueError(f"{', '.join(map(repr, unknown))} not among the labels")
+        if not chosen:
+            raise ValueError("choose at least one label")
+        return tuple(n for n in self.config.label_names if n in chosen)
+
+    def example_reply(self, answer: dict[str, Any]) -> dict[str, Any] | None:
+        labels = label_set(self.config, answer)
+        return {"labels": labels} if labels else None
+
+    def from_samples(self, reply: tuple[str, ...], samples: list[Any]) -> Verdict:
+        votes: Counter[tuple[str, ...] | None] = Counter([reply])
+        votes.update(samples)
+        top, count = votes.most_common(1)[0]
+        flags: list[str] = []
+        chosen = reply
+        if top != reply and top is not None:
+            flags.append("samples_disagree_with_first_answer")
+            chosen = top
+        valid = [s for s in [reply, *samples] if s is not None]
+        probability = {
+            n: round(sum(n in s for s in valid) / len(valid), 4) for n in self.config.label_names
+        }
+        prior = 0.5 ** len(self.config.label_names)
+        return Verdict(
+            {"labels": list(chosen), "label_probability": probability},
+            self.shrunk(count, prior),
+            self.agreement,
+            flags,
+        )
 
 
 @dataclass
@@ -822,6 +895,8 @@ TASKS: dict[str, type[Task]] = {
 
 
 def task_for(config: WorkflowConfig) -> Task:
+    if config.task_type == "classify" and config.multi_label:
+        return LabelSetTask(config)
     return TASKS[config.task_type](config)
 
 
@@ -852,7 +927,7 @@ async def few_shot_examples(
         return []
     task = task_for(config)
     has_answer: sa.ColumnElement[bool] = FeedbackRecord.final_answer.is_not(None)
-    if config.task_type == "classify":
+    if config.task_type == "classify" and not config.multi_label:
         has_answer = sa.or_(has_answer, FeedbackRecord.final_label.is_not(None))
     pool = DRAFT_EXAMPLE_POOL if config.task_type == "draft" else 4 * n + 10
     rows = (
@@ -873,7 +948,8 @@ async def few_shot_examples(
     examples: list[tuple[str, dict[str, Any]]] = []
     for data, answer, label in rows:
         if not isinstance(answer, dict) or not answer:  # SQL NULL or a stored JSON null
-            answer = {"label": label} if config.task_type == "classify" and label else None
+            single = config.task_type == "classify" and not config.multi_label
+            answer = {"label": label} if single and label else None
         if answer is not None and task.example_reply(answer) is not None:
             examples.append((item_text(config, data or {}), answer))
     if config.task_type == "draft" and text:
@@ -883,7 +959,7 @@ async def few_shot_examples(
     for ex in config.examples:
         if len(examples) >= n:
             break
-        answer = {"label": ex.label} if config.task_type == "classify" else (ex.output or {})
+        answer = example_answer(config, ex) or {}
         if task.example_reply(answer) is not None:
             examples.append((ex.text, answer))
     return examples

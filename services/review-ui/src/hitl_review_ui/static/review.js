@@ -60,6 +60,11 @@
   function click(id) { var el = document.getElementById(id); if (el) { el.click(); } }
   function move(step) {
     var rs = radios(); if (!rs.length) { return; }
+    if (rs[0].type === "checkbox") {  // multi-label: move the focus; Space ticks
+      var at = rs.indexOf(document.activeElement);
+      rs[(at + step + rs.length) % rs.length].focus();
+      return;
+    }
     var i = rs.findIndex(function (r) { return r.checked; });
     var next = rs[(i + step + rs.length) % rs.length];
     next.checked = true; next.focus();
@@ -105,11 +110,12 @@
 
   document.addEventListener("keydown", function (e) {
     var tag = (e.target && e.target.tagName) || "";
-    if (tag === "TEXTAREA" || tag === "SELECT" || (tag === "INPUT" && e.target.type !== "radio")) { return; }
+    if (tag === "TEXTAREA" || tag === "SELECT" || (tag === "INPUT" && e.target.type !== "radio" && e.target.type !== "checkbox")) { return; }
     if (e.ctrlKey || e.metaKey || e.altKey) { return; }
     var k = e.key;
     if (k >= "1" && k <= "9") {
-      var r = radios()[Number(k) - 1]; if (r) { r.checked = true; r.focus(); e.preventDefault(); }
+      var r = radios()[Number(k) - 1];
+      if (r) { r.checked = r.type === "checkbox" ? !r.checked : true; r.focus(); e.preventDefault(); }
       return;
     }
     switch (k) {
