@@ -58,7 +58,7 @@ async def test_feedback_figures_after_reviews(system: System) -> None:
     ).json()
     assert rec["current"] == {"light": 0.85, "full": 0.6}
     assert rec["recommendation"]["light"] >= 0.85
-    assert "No confidence band" in rec["recommendation"]["reason"]
+    assert "Too few decided items to judge" in rec["recommendation"]["reason"]
 
     errors = (
         await system.client.get("/v1/feedback/workflows/support-triage/errors", headers=h)

@@ -185,8 +185,8 @@ async def replay(
             csrf = m.group(1)
             headers = {"Authorization": f"Bearer {api_key}"}
 
-            for start in range(0, len(rows), block):
-                chunk = rows[start : start + block]
+            for start, end in block_bounds(len(rows), block):
+                chunk = rows[start:end]
                 ids: list[str] = []
                 for text, label in chunk:
                     resp = await http.post(
@@ -248,6 +248,15 @@ async def replay(
         "blocks": blocks,
         "summary": summary,
     }
+
+
+def block_bounds(n: int, block: int) -> list[tuple[int, int]]:
+    """Blocks of ``block`` items; a remainder under half a block joins the last one, so no
+    final block of a handful of items stands for the system's end state."""
+    bounds = [(s, min(s + block, n)) for s in range(0, n, block)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < block / 2:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
 
 
 async def _block_figures(

@@ -139,7 +139,15 @@ async def analyse(
         if len(history.raw) >= 60
         else cmap.apply(history.raw)
     )
-    rec = recommend(oof, history.correct, t.light, t.full, config.feedback.target_light_error)
+    fb = config.feedback
+    rec = recommend(
+        oof,
+        history.correct,
+        t.light,
+        t.full,
+        fb.target_light_error,
+        period=fb.target_period_items,
+    )
     rec.backtest = backtest(
         oof,
         history.correct,

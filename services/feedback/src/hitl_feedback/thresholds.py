@@ -1,8 +1,15 @@
-"""Threshold recommendations: the lowest light-review threshold whose band meets the
-operator's error target at the lower confidence bound, with a backtest over history."""
+"""Threshold recommendations: the lowest light-review threshold whose band keeps the
+operator's error target, with a backtest over history.
+
+"Keeps the target" is judged on what the next period of light-band items will see, not on
+the history's point estimate: the band's error rate is uncertain (few decided items in it)
+and a period of a few hundred items scatters around that rate by chance. A band qualifies
+when the one-sided 95% prediction bound of a period's error share (``period_error_bound``)
+is at or under the target, so the target holds period after period, not just on average."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -11,6 +18,11 @@ import numpy as np
 from hitl_feedback.stats import wilson_interval
 
 LEVELS = ("auto", "light", "full", "manual")
+Z_ONE_SIDED = 1.645  # 95%, one-sided
+DEFAULT_PERIOD = 500  # light-band items the target must hold over, each run of them
+# Loosen only by this much at least: a one-point step is within the noise and would make a
+# new workflow version every few decisions. Tightening is never held back.
+MIN_LOOSEN = 0.02
 
 
 @dataclass
@@ -34,6 +46,9 @@ class Recommendation:
     band_accuracy: float | None
     band_accuracy_low: float | None
     reason: str
+    # The error share a period of ``period`` light items stays under 19 times in 20.
+    period_error_bound: float | None = None
+    period: int = DEFAULT_PERIOD
     backtest: Backtest | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -48,18 +63,32 @@ def level_for(conf: float, light: float, full: float) -> str:
     return "manual"
 
 
+def period_error_bound(hits: int, size: int, period: int, z: float = Z_ONE_SIDED) -> float:
+    """The error share a period of ``period`` new light-band items stays under 19 times in
+    20 (one-sided 95% prediction bound), given ``hits`` right answers out of ``size`` decided
+    items in the band: the uncertainty of the band's error rate (from ``size``) plus the
+    chance variation of a period's share around it (from ``period``). A bound on the rate
+    alone would keep the long-run average under target and still let every third or fourth
+    period exceed it."""
+    if size <= 0:
+        return 1.0
+    p = (size - hits + 0.5) / (size + 1)  # Jeffreys: never exactly 0 errors
+    return min(1.0, p + z * math.sqrt(p * (1 - p) * (1 / size + 1 / max(period, 1))))
+
+
 def recommend_light_threshold(
     conf: np.ndarray,
     correct: np.ndarray,
     target_error: float,
     min_band: int = 50,
-    z: float = 1.96,
     step: float = 0.01,
+    period: int = DEFAULT_PERIOD,
 ) -> tuple[float | None, int, float | None, float | None]:
-    """The lowest threshold t on a grid whose band [t, 1] keeps its accuracy, at the Wilson
-    lower bound, at or above 1 - target_error — tested from the top down and stopping at the
-    first band that fails (fixed-sequence testing: scanning on for a later lucky band would
-    pick noise and miss the target on new items). None when no band qualifies yet."""
+    """The lowest threshold t on a grid whose band [t, 1] keeps its period error bound at or
+    under the target — tested from the top down and stopping at the first band that fails
+    (fixed-sequence testing: scanning on for a later lucky band would pick noise and miss
+    the target on new items). (t, band items, band accuracy, period error bound); t is None
+    when no band qualifies yet."""
     best: tuple[float | None, int, float | None, float | None] = (None, 0, None, None)
     for t in np.round(np.arange(0.999, 0.0, -step), 4):
         band = conf >= t
@@ -67,13 +96,12 @@ def recommend_light_threshold(
         if size < min_band:
             continue
         hits = int(correct[band].sum())
-        low, _ = wilson_interval(hits, size, z)
-        if low < 1 - target_error:
-            perfect_low, _ = wilson_interval(size, size, z)
-            if perfect_low < 1 - target_error:
+        bound = period_error_bound(hits, size, period)
+        if bound > target_error:
+            if period_error_bound(size, size, period) > target_error:
                 continue  # too few items to prove anything yet: not a failure
             break
-        best = (float(t), size, hits / size, low)
+        best = (float(t), size, hits / size, bound)
     return best
 
 
@@ -125,77 +153,87 @@ def recommend(
     target_error: float = 0.02,
     min_band: int = 50,
     step: float = 0.01,
+    period: int = DEFAULT_PERIOD,
 ) -> Recommendation:
-    """Move the light threshold only on proof: loosen while every wider band still meets the
-    target at its lower bound; tighten only when the current band is proven worse than the
-    target (its upper bound is below it); otherwise keep what the operator has."""
-    target = 1 - target_error
-    size, acc, low, high = _band(conf, correct, current_light)
-    if size >= min_band and high < target:
-        # Proven too wrong: the lowest stricter threshold whose band meets the target.
-        for t in np.round(np.arange(current_light + step, 1.0 + 1e-9, step), 4):
-            n, a, lo, _ = _band(conf, correct, float(t))
-            if n >= min_band and lo >= target:
-                reason = (
-                    f"The light band (confidence ≥ {current_light:.0%}) was right on only "
-                    f"{acc:.1%} of {size} decided items; from {t:.0%} up, {n} items were "
-                    f"{a:.1%} right (95% lower bound {lo:.1%})."
-                )
-                return Recommendation(
-                    float(t), min(current_full, float(t)), target_error, n, a, lo, reason
-                )
+    """While the current light band keeps the target, loosen only as far as every wider band
+    keeps it too (and by at least ``MIN_LOOSEN``). When it no longer does, tighten to the
+    lowest threshold whose band does, found from the top down (light review is suspended if
+    none does). With too few items in the band to judge it, look from the top down for a
+    proven band (light review reopens), or, with plenty of decisions and none proven, wait
+    for proof with light review suspended."""
+
+    def judge(t: float) -> tuple[int, float, float, float]:
+        size, acc, low, _ = _band(conf, correct, t)
+        return size, acc, low, period_error_bound(round(acc * size), size, period)
+
+    def result(
+        t: float, n: int, a: float | None, lo: float | None, bound: float | None, reason: str
+    ) -> Recommendation:
+        full = current_full if t >= 1.0 else min(current_full, t)
+        return Recommendation(t, full, target_error, n, a, lo, reason, bound, period)
+
+    def evidence(t: float, n: int, a: float, bound: float) -> str:
+        return (
+            f"{n} decided items with confidence ≥ {t:.0%} were {a:.1%} right; a period of "
+            f"{period} light-review items at that rate sees at most {bound:.1%} errors "
+            f"(19 times in 20), within the {target_error:.0%} target."
+        )
+
+    size, acc, low, bound = judge(current_light)
+    if size >= min_band and bound <= target_error:
+        best = (current_light, size, acc, low, bound)
+        for t in np.round(np.arange(current_light - step, 0.5 - 1e-9, -step), 4):
+            n, a, lo, b = judge(float(t))
+            if b > target_error:
+                break  # fixed-sequence: the first failure ends the search
+            best = (float(t), n, a, lo, b)
+        light, n, a, lo, b = best
+        if current_light - light < MIN_LOOSEN - 1e-9:
+            reason = evidence(current_light, size, acc, bound)
+            reason += f" Light review stays at {current_light:.0%}."
+            return result(current_light, size, acc, low, bound, reason)
+        return result(light, n, a, lo, b, evidence(light, n, a, b))
+
+    t_new, n_new, a_new, b_new = recommend_light_threshold(
+        conf, correct, target_error, min_band, step, period
+    )
+    if t_new is not None and a_new is not None and b_new is not None:
+        _, _, lo_new, _ = _band(conf, correct, t_new)
+        if size >= min_band:
+            reason = (
+                f"The light band (confidence ≥ {current_light:.0%}) was right on {acc:.1%} of "
+                f"{size} decided items: a period of {period} light-review items could see "
+                f"{bound:.1%} errors, over the {target_error:.0%} target. Tightened: "
+                + evidence(t_new, n_new, a_new, b_new)
+            )
+            return result(t_new, n_new, a_new, lo_new, b_new, reason)
+        if t_new < current_light:
+            reason = evidence(t_new, n_new, a_new, b_new) + (
+                f" Light review reopens from {t_new:.0%}."
+            )
+            return result(t_new, n_new, a_new, lo_new, b_new, reason)
+    if size >= min_band:
         reason = (
             f"No confidence band is reliable enough yet: the light band was right on only "
-            f"{acc:.1%} of {size} decided items. Light review is suspended until it is."
+            f"{acc:.1%} of {size} decided items, and no stricter band of at least {min_band} "
+            f"keeps a period of {period} light-review items within the {target_error:.0%} "
+            "target. Light review is suspended until one does."
         )
-        return Recommendation(1.0, current_full, target_error, size, acc, low, reason)
-    if size < min_band:
-        # Too few items at or above the current threshold to judge it (light review
-        # suspended at 100%, say): look for a proven band from the top down, so a model that
-        # has become good enough gets light review back.
-        t_new, n_new, a_new, lo_new = recommend_light_threshold(
-            conf, correct, target_error, min_band, step=step
-        )
-        if t_new is not None and a_new is not None and lo_new is not None and t_new < current_light:
-            reason = (
-                f"{n_new} decided items with confidence ≥ {t_new:.0%} were {a_new:.1%} right "
-                f"(95% lower bound {lo_new:.1%} ≥ target {target:.0%}); light review reopens "
-                f"from {t_new:.0%}."
-            )
-            return Recommendation(
-                t_new, min(current_full, t_new), target_error, n_new, a_new, lo_new, reason
-            )
-        if t_new is None and len(conf) >= min_band and current_light < 1.0:
-            # Plenty of decisions, yet no band is proven (a new model, say, that has been
-            # right too rarely to trust any of its confidences): an unproven band does not
-            # meet the target, so light review waits for proof instead of hoping.
-            reason = (
-                f"{len(conf)} decided items, but no confidence band of at least {min_band} of "
-                f"them is proven to reach {target:.0%} accuracy at the 95% lower bound (only "
-                f"{size} at or above the light threshold {current_light:.0%}). Light review "
-                "waits for that proof."
-            )
-            return Recommendation(
-                1.0, current_full, target_error, size, acc if size else None, None, reason
-            )
-    if size < min_band or low < target:
+        return result(1.0, size, acc, low, bound, reason)
+    if len(conf) >= min_band and current_light < 1.0:
+        # Plenty of decisions, yet no band is proven (a new model, say, that has been right
+        # too rarely to trust any of its confidences): an unproven band does not meet the
+        # target, so light review waits for proof instead of hoping.
         reason = (
-            f"No confidence band of at least {min_band} decided items is proven to reach "
-            f"{target:.0%} accuracy at the 95% lower bound beyond the current one; light review "
-            f"stays at {current_light:.0%}."
+            f"{len(conf)} decided items, but no confidence band of at least {min_band} of "
+            f"them is proven to keep the {target_error:.0%} error target (only {size} at or "
+            f"above the light threshold {current_light:.0%}). Light review waits for that "
+            "proof."
         )
-        return Recommendation(
-            current_light, current_full, target_error, size, acc or None, low, reason
-        )
-    best = (current_light, size, acc, low)
-    for t in np.round(np.arange(current_light - step, 0.5 - 1e-9, -step), 4):
-        n, a, lo, _ = _band(conf, correct, float(t))
-        if lo < target:
-            break  # fixed-sequence: the first failure ends the search
-        best = (float(t), n, a, lo)
-    light, n, a, lo = best
+        return result(1.0, size, acc if size else None, None, None, reason)
     reason = (
-        f"{n} decided items with confidence ≥ {light:.0%} were {a:.1%} right "
-        f"(95% lower bound {lo:.1%} ≥ target {target:.0%})."
+        f"Too few decided items to judge: {size} at or above the light threshold "
+        f"{current_light:.0%} (at least {min_band} are needed); light review stays at "
+        f"{current_light:.0%}."
     )
-    return Recommendation(light, min(current_full, light), target_error, n, a, lo, reason)
+    return result(current_light, size, acc if size else None, low if size else None, None, reason)

@@ -232,9 +232,12 @@ class FeedbackSettings(BaseModel):
     """How the feedback loop tunes this workflow."""
 
     model_config = ConfigDict(extra="forbid")
-    # The operator's target: at most this share of wrong AI answers in the light band,
-    # judged at the 95% lower confidence bound, never on a point estimate.
+    # The operator's target: at most this share of wrong AI answers in the light band, in
+    # every period of `target_period_items` light-band items (19 periods in 20: a 95%
+    # prediction bound that counts the uncertainty of the measured rate and the chance
+    # variation of a period), never on a point estimate.
     target_light_error: float = Field(default=0.02, gt=0, lt=0.5)
+    target_period_items: int = Field(default=500, ge=50, le=1_000_000)
     # Refit calibration and recommend thresholds after this many new human decisions.
     recalibrate_every: int = Field(default=50, ge=10)
     # Let the system apply its own threshold recommendations (each one a new, audited
