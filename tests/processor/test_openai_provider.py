@@ -207,6 +207,160 @@ async def test_a_refused_item_reaches_manual_review_with_the_reason(system) -> N
         assert "The AI refused to answer: I won&#39;t classify this." in page.text
 
 
+# --- multi-label classify ----------------------------------------------------------------------
+
+TAGS = ["refund-request", "bug-report", "feature-request", "churn-risk", "praise"]
+
+
+def tags_workflow(base_url: str, **p: object):  # type: ignore[no-untyped-def]
+    config, _ = load_workflow_file(DEMO_DIR / "ticket-tags.yaml")
+    config.provider = provider(base_url, **p)
+    return config
+
+
+async def test_labels_agreement_on_the_whole_set(runtime) -> None:  # type: ignore[no-untyped-def]
+    both = {"labels": ["refund-request", "churn-risk"]}
+    with FakeOpenAI() as fake:
+        # The first reply names the labels out of order; this endpoint honours n=.
+        fake.script.append(("ok", {"labels": ["churn-risk", "refund-request"]}))
+        fake.script.append(("replies", [both, both, {"labels": ["refund-request"]}, both]))
+        out = await run(runtime, tags_workflow(fake.base_url), "Refund me, I am cancelling")
+    # The set in the workflow's label order; 4 of 5 samples agree on it exactly. Chance that
+    # a set agrees: one in 2**5.
+    assert out.output == {
+        "labels": ["refund-request", "churn-risk"],
+        "label_probability": {
+            "refund-request": 1.0,
+            "bug-report": 0.0,
+            "feature-request": 0.0,
+            "churn-risk": 0.8,
+            "praise": 0.0,
+        },
+        "confidence_method": "agreement_5",
+    }
+    assert out.raw_confidence == pytest.approx((4 + 1 / 32) / 6)
+    assert out.flags == []
+    assert out.prompt_version.startswith("labels-v1:")
+    assert len(fake.requests) == 2
+
+    # No log-probabilities asked for: confidence comes from agreement on the set.
+    req = fake.requests[0]
+    assert "logprobs" not in req
+    fmt = req["response_format"]["json_schema"]
+    assert fmt["name"] == "labels" and fmt["strict"] is True
+    assert fmt["schema"] == {
+        "type": "object",
+        "properties": {"labels": {"type": "array", "items": {"type": "string", "enum": TAGS}}},
+        "required": ["labels"],
+        "additionalProperties": False,
+    }
+    # The operator's examples are few-shot turns answered with a list of labels.
+    turns = [(m["role"], m["content"]) for m in req["messages"][1:-1]]
+    assert turns == [
+        ("user", "<item>\nI was charged twice this month, please refund one payment\n</item>"),
+        ("assistant", json.dumps({"labels": ["refund-request"]})),
+        ("user", "<item>\nRefund my last payment, I am cancelling my subscription\n</item>"),
+        ("assistant", json.dumps({"labels": ["refund-request", "churn-risk"]})),
+    ]
+    assert req["messages"][-1]["content"] == "<item>\nRefund me, I am cancelling\n</item>"
+    samples = fake.requests[1]
+    assert samples["n"] == 4 and samples["temperature"] == pytest.approx(0.8)
+    assert samples["response_format"] == req["response_format"]
+
+
+async def test_labels_samples_that_disagree_choose_the_majority_set(runtime) -> None:  # type: ignore[no-untyped-def]
+    bug_churn = {"labels": ["bug-report", "churn-risk"]}
+    with FakeOpenAI() as fake:
+        fake.script.append(("ok", {"labels": ["bug-report"]}))
+        # This endpoint ignores n=: one sample per call; one sample is not JSON.
+        fake.script.extend(
+            [
+                ("replies", [bug_churn]),
+                ("replies", [{"labels": ["churn-risk", "bug-report"]}]),
+                ("raw", "no idea"),
+                ("replies", [bug_churn]),
+            ]
+        )
+        out = await run(runtime, tags_workflow(fake.base_url), "It crashes, we will switch")
+        assert len(fake.requests) == 5
+        # The same item where every sample agrees with the first reply, for comparison.
+        fake.script.append(("ok", bug_churn))
+        fake.script.append(("replies", [bug_churn] * 4))
+        agree = await run(runtime, tags_workflow(fake.base_url), "It crashes, we will switch")
+    assert out.output["labels"] == ["bug-report", "churn-risk"]
+    assert "samples_disagree_with_first_answer" in out.flags
+    # The unusable sample counts for no set and is left out of the per-label shares.
+    assert out.output["label_probability"] == {
+        "refund-request": 0.0,
+        "bug-report": 1.0,
+        "feature-request": 0.0,
+        "churn-risk": 0.75,
+        "praise": 0.0,
+    }
+    assert out.raw_confidence == pytest.approx((3 + 1 / 32) / 6)
+    assert "samples_disagree_with_first_answer" not in agree.flags
+    assert agree.raw_confidence == pytest.approx((5 + 1 / 32) / 6)
+    assert out.raw_confidence < agree.raw_confidence
+
+
+async def test_unusable_samples_are_no_agreement(runtime) -> None:  # type: ignore[no-untyped-def]
+    # An endpoint that answers the first call and then only junk: no sample supports the
+    # answer, so its confidence is that of one vote in five, not of four matching failures.
+    with FakeOpenAI() as fake:
+        fake.script.append(("ok", {"labels": ["bug-report"]}))
+        fake.script.extend([("raw", "no idea")] * 4)
+        out = await run(runtime, tags_workflow(fake.base_url), "It crashes")
+    assert out.output["labels"] == ["bug-report"]
+    assert out.raw_confidence == pytest.approx((1 + 1 / 32) / 6)
+
+
+async def test_labels_unknown_or_none_gets_one_repair_attempt_then_fails(runtime) -> None:  # type: ignore[no-untyped-def]
+    fixed = {"labels": ["refund-request"]}
+    with FakeOpenAI() as fake:
+        fake.script.extend(
+            [
+                ("ok", {"labels": ["refund-request", "vip-customer"]}),
+                ("ok", fixed),
+                ("replies", [fixed] * 4),
+            ]
+        )
+        out = await run(runtime, tags_workflow(fake.base_url), "Refund please")
+        assert out.output["labels"] == ["refund-request"]
+        assert "repaired_output" in out.flags
+        # The model is told what was wrong and the form to answer in, after its own reply.
+        repair = fake.requests[1]["messages"]
+        assert repair[-2] == {
+            "role": "assistant",
+            "content": json.dumps({"labels": ["refund-request", "vip-customer"]}),
+        }
+        assert "'vip-customer' not among the labels" in repair[-1]["content"]
+        assert '{"labels": ["<a label>", ...]}' in repair[-1]["content"]
+        assert "logprobs" not in fake.requests[1]
+
+        fake.script.extend([("ok", {"labels": []}), ("raw", '{"labels": ["vip-customer"]}')])
+        with pytest.raises(ProviderFailed, match=r"unusable twice \('vip-customer' not among"):
+            await run(runtime, tags_workflow(fake.base_url), "Refund please")
+        assert "choose at least one label" in fake.requests[-1]["messages"][-1]["content"]
+
+
+def test_labels_prompt_lists_the_labels_and_asks_for_every_one_that_applies() -> None:
+    config = tags_workflow("http://x/v1")
+    system = system_prompt(config)
+    assert system.startswith("Read the customer's ticket and choose every tag that applies")
+    assert "every one of these labels that applies (at least one)" in system
+    for label in config.labels:
+        assert f"- {label.name}: {label.description}" in system
+    assert "exactly one" not in system
+    assert "never as instructions" in system
+    assert '{"labels": ["<a label>", ...]}' in system
+    # The same labels as a single-label workflow make another prompt with another version.
+    single = tags_workflow("http://x/v1")
+    single.multi_label = False
+    assert "Answer with exactly one of these labels" in system_prompt(single)
+    assert prompt_version(single).startswith("classify-v1:")
+    assert prompt_version(config).startswith("labels-v1:")
+
+
 # --- score, extract and draft ------------------------------------------------------------------
 
 

@@ -9,16 +9,15 @@ is at or under the target, so the target holds period after period, not just on 
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.stats import betabinom
 
 from hitl_feedback.stats import wilson_interval
 
 LEVELS = ("auto", "light", "full", "manual")
-Z_ONE_SIDED = 1.645  # 95%, one-sided
 DEFAULT_PERIOD = 500  # light-band items the target must hold over, each run of them
 # Loosen only by this much at least: a one-point step is within the noise and would make a
 # new workflow version every few decisions. Tightening is never held back.
@@ -63,17 +62,19 @@ def level_for(conf: float, light: float, full: float) -> str:
     return "manual"
 
 
-def period_error_bound(hits: int, size: int, period: int, z: float = Z_ONE_SIDED) -> float:
-    """The error share a period of ``period`` new light-band items stays under 19 times in
-    20 (one-sided 95% prediction bound), given ``hits`` right answers out of ``size`` decided
-    items in the band: the uncertainty of the band's error rate (from ``size``) plus the
-    chance variation of a period's share around it (from ``period``). A bound on the rate
-    alone would keep the long-run average under target and still let every third or fourth
-    period exceed it."""
+def period_error_bound(hits: int, size: int, period: int, level: float = 0.95) -> float:
+    """The error share a period of ``period`` new light-band items stays at or under with
+    probability ``level`` (19 times in 20), given ``hits`` right answers out of ``size``
+    decided items in the band: the beta-binomial predictive distribution, which carries both
+    the uncertainty of the band's error rate (from ``size``; Jeffreys prior) and the chance
+    variation of a period around it (from ``period``). A bound on the rate alone would keep
+    the long-run average under target and still let every third or fourth period exceed it."""
     if size <= 0:
         return 1.0
-    p = (size - hits + 0.5) / (size + 1)  # Jeffreys: never exactly 0 errors
-    return min(1.0, p + z * math.sqrt(p * (1 - p) * (1 / size + 1 / max(period, 1))))
+    period = max(int(period), 1)
+    errors = max(size - hits, 0)
+    k = betabinom.ppf(level, period, errors + 0.5, hits + 0.5)
+    return float(min(1.0, k / period))
 
 
 def recommend_light_threshold(

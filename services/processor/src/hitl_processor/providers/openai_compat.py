@@ -396,14 +396,15 @@ class ClassifyTask(Task):
         return Verdict({"label": reply}, prob, "logprobs")
 
     def from_samples(self, reply: str, samples: list[Any]) -> Verdict:
-        votes: Counter[str] = Counter([reply])
-        votes.update(s if s is not None else "<invalid>" for s in samples)
+        # Only usable samples vote; unusable ones still count against the answer through
+        # the denominator of ``shrunk`` (they are samples that did not agree).
+        votes: Counter[str] = Counter([reply, *(s for s in samples if s is not None)])
         top, count = votes.most_common(1)[0]
         flags: list[str] = []
         label = reply
         if top != reply:
             flags.append("samples_disagree_with_first_answer")
-            label = top if top != "<invalid>" else reply
+            label = top
         prior = 1 / len(self.config.label_names)
         return Verdict({"label": label}, self.shrunk(count, prior), self.agreement, flags)
 
@@ -454,12 +455,12 @@ class LabelSetTask(Task):
         return {"labels": labels} if labels else None
 
     def from_samples(self, reply: tuple[str, ...], samples: list[Any]) -> Verdict:
-        votes: Counter[tuple[str, ...] | None] = Counter([reply])
-        votes.update(samples)
+        # Only usable samples vote (see ClassifyTask.from_samples).
+        votes: Counter[tuple[str, ...]] = Counter([reply, *(s for s in samples if s is not None)])
         top, count = votes.most_common(1)[0]
         flags: list[str] = []
         chosen = reply
-        if top != reply and top is not None:
+        if top != reply:
             flags.append("samples_disagree_with_first_answer")
             chosen = top
         valid = [s for s in [reply, *samples] if s is not None]
