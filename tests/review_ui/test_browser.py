@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
@@ -263,9 +264,15 @@ async def test_tick_tags_of_a_multi_label_item_with_the_keyboard(server: str, br
         if await box.is_checked() != (await box.get_attribute("value") in want):
             await page.keyboard.press(str(i + 1))
     assert [await boxes.nth(i).is_checked() for i in range(5)] == [False, True, False, True, False]
-    # The number keys leave the focus on a box: e still saves, as the help says.
+    # The number keys leave the focus on a box: e still saves, as the help says. The form
+    # carries the active time measured by the shared active-time script.
+    await page.wait_for_timeout(1000)
     url = page.url
-    await page.keyboard.press("e")
+    async with page.expect_request(lambda r: r.method == "POST") as posted:
+        await page.keyboard.press("e")
+    form = parse_qs((await posted.value).post_data or "")
+    assert form["label"] == want
+    assert int(form["active_ms"][0]) >= 900
     await page.wait_for_url(lambda u: u != url)
     decision = item(server, item_id)["decision"]
     assert isinstance(decision, dict)

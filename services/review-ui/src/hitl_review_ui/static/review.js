@@ -1,30 +1,6 @@
-// Review page: active-time measurement and keyboard shortcuts.
+// Review page: keyboard shortcuts (active time: active-time.js, shared with the batch page).
 (function () {
   "use strict";
-  // Active time counts only while the tab is visible and the reviewer was active recently,
-  // so a tab left open over lunch does not look like careful reading.
-  var IDLE_AFTER_MS = 30000;
-  var TICK_MS = 250;
-  var active = 0;
-  var lastInput = Date.now();
-  var last = Date.now();
-  ["keydown", "mousemove", "mousedown", "scroll", "wheel", "touchstart"].forEach(function (ev) {
-    window.addEventListener(ev, function () { lastInput = Date.now(); }, { passive: true });
-  });
-  setInterval(function () {
-    var now = Date.now();
-    if (document.visibilityState === "visible" && now - lastInput < IDLE_AFTER_MS) {
-      active += now - last;
-    }
-    last = now;
-  }, TICK_MS);
-
-  var form = document.getElementById("decision-form");
-  var activeField = document.getElementById("active-ms");
-  if (form) {
-    form.addEventListener("submit", function () { activeField.value = String(Math.round(active)); });
-  }
-
   // Only the answers the filter leaves visible take part in 1-9, j and k.
   function radios() {
     return Array.prototype.slice.call(document.querySelectorAll("input[name=label]"))
