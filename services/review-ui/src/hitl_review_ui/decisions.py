@@ -184,18 +184,21 @@ def _field_value(spec: dict[str, Any], value: str, name: str) -> Any:
 
 
 async def load_context(session: AsyncSession, task_id: uuid.UUID) -> ReviewContext | None:
-    task = await session.get(ReviewTask, task_id)
-    if task is None:
+    """The task with its item, workflow name, AI result and routing decision: one query (one
+    round trip instead of five; this runs twice per decision)."""
+    row = (
+        await session.execute(
+            sa.select(ReviewTask, Item, Workflow.name, AIResult, RoutingDecision)
+            .join(Item, Item.id == ReviewTask.item_id)
+            .join(Workflow, Workflow.id == Item.workflow_id)
+            .outerjoin(AIResult, AIResult.item_id == Item.id)
+            .outerjoin(RoutingDecision, RoutingDecision.item_id == Item.id)
+            .where(ReviewTask.id == task_id)
+        )
+    ).first()
+    if row is None:
         return None
-    item = await session.get(Item, task.item_id)
-    assert item is not None
-    name = await session.scalar(sa.select(Workflow.name).where(Workflow.id == item.workflow_id))
-    ai = (
-        await session.execute(sa.select(AIResult).where(AIResult.item_id == item.id))
-    ).scalar_one_or_none()
-    routing = (
-        await session.execute(sa.select(RoutingDecision).where(RoutingDecision.item_id == item.id))
-    ).scalar_one_or_none()
+    task, item, name, ai, routing = row
     config = await _config(session, item.workflow_id, item.workflow_version)
     return ReviewContext(task, item, name or "", config, ai, routing)
 
