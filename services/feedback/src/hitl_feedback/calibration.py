@@ -1,5 +1,7 @@
 """Calibration: a map from the AI's raw confidence to the probability that it is right,
-fitted on items humans decided. Platt scaling while data is scarce, isotonic when plentiful."""
+fitted on items humans decided. Identity, Platt scaling, or (with enough items) isotonic:
+whichever predicts correctness best on held-out decisions, so a model that is already
+calibrated is left alone instead of being bent by a map fitted on noise."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from hitl_shared.calibration import CalibrationMap, logit
 MIN_ITEMS = 30  # below this the map stays the identity: too little evidence to move anything
 ISOTONIC_FROM = 400  # isotonic needs enough points per step to not overfit
 MIN_SPREAD = 0.02  # raw confidences closer together than this carry no ranking
+CV_FOLDS = 5  # for choosing between identity, Platt and isotonic
 
 
 def fit_platt(raw: np.ndarray, correct: np.ndarray, l2: float = 1e-3) -> tuple[float, float]:
@@ -77,6 +80,41 @@ def fit_isotonic(raw: np.ndarray, correct: np.ndarray) -> tuple[list[float], lis
     return knots_x, [float(v) for v in knots_y]
 
 
+def _fit_method(method: str, raw: np.ndarray, correct: np.ndarray) -> CalibrationMap:
+    if method == "platt":
+        a, b = fit_platt(raw, correct)
+        return CalibrationMap("platt", {"a": a, "b": b}, len(raw))
+    if method == "isotonic":
+        x, y = fit_isotonic(raw, correct)
+        return CalibrationMap("isotonic", {"x": x, "y": y}, len(raw))
+    return CalibrationMap("identity", {}, len(raw))
+
+
+def _log_loss(p: np.ndarray, y: np.ndarray) -> float:
+    p = np.clip(p, 1e-4, 1 - 1e-4)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def choose_method(raw: np.ndarray, correct: np.ndarray, folds: int = CV_FOLDS) -> str:
+    """The map that predicts correctness best on items it was not fitted on (log loss over
+    ``folds`` interleaved folds): identity when the raw confidences are already as honest as
+    a map fitted on this much data can make them, Platt scaling, or isotonic once there are
+    enough items for it. A map is only worth applying if it beats leaving them alone."""
+    candidates = ["identity", "platt"] + (["isotonic"] if len(raw) >= ISOTONIC_FROM else [])
+    idx = np.arange(len(raw))
+    losses = dict.fromkeys(candidates, 0.0)
+    for f in range(folds):
+        test = idx % folds == f
+        if not test.any() or test.all():
+            continue
+        for method in candidates:
+            cmap = _fit_method(method, raw[~test], correct[~test])
+            losses[method] += _log_loss(cmap.apply(raw[test]), correct[test]) * test.sum()
+    # Ties (and near-ties) go to the simpler map, in the order listed.
+    best = min(candidates, key=lambda m: (round(losses[m] / len(raw), 4), candidates.index(m)))
+    return best
+
+
 def fit(raw: np.ndarray, correct: np.ndarray, model: str | None = None) -> CalibrationMap:
     """The map for one model's confidences (it applies to that model only)."""
     raw = np.asarray(raw, dtype=float)
@@ -87,11 +125,8 @@ def fit(raw: np.ndarray, correct: np.ndarray, model: str | None = None) -> Calib
         # untrained model gives every item the same one): no map can be learnt from them,
         # and one fitted anyway would mis-correct the next model's.
         return CalibrationMap("identity", {}, n, model)
-    if n < ISOTONIC_FROM:
-        a, b = fit_platt(raw, correct)
-        return CalibrationMap("platt", {"a": a, "b": b}, n, model)
-    x, y = fit_isotonic(raw, correct)
-    return CalibrationMap("isotonic", {"x": x, "y": y}, n, model)
+    cmap = _fit_method(choose_method(raw, correct), raw, correct)
+    return CalibrationMap(cmap.method, cmap.params, n, model)
 
 
 def expected_calibration_error(conf: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
