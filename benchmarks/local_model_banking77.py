@@ -11,9 +11,11 @@ draw per repeat; figures are means over repeats, cov@98 also shows min-max):
 - cov@98     share of evaluation items that can be covered keeping >= 98% accuracy,
              taking items in decreasing confidence order
 - ECE raw    expected calibration error (10 bins) of the classifier's own confidence
-- ECE cal    the same after a calibration map (one-slope Platt map of the top confidence)
-             fitted only on a held-out 20% slice of the N reviewed items: a second
-             classifier trained on the other 80% of the N scores that slice
+- ECE cal    the same after the feedback service's own calibration map
+             (`hitl_feedback.calibration.fit`: identity, Platt or isotonic, whichever
+             predicts correctness best on held-out decisions) fitted only on a held-out 20%
+             slice of the N reviewed items: a second classifier trained on the other 80% of
+             the N scores that slice
 - train s    wall time of one `train` on N items (both cores), and its CPU seconds
              (all threads; the fairer figure when other work shares the machine)
 - items/s    `predict_proba` throughput on one core (thread env vars set to 1, in a
@@ -41,7 +43,8 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import minimize
+
+from hitl_feedback.calibration import fit as fit_calibration
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "banking77" / "train.csv"
@@ -82,30 +85,6 @@ def ece(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
         if in_bin.any():
             total += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
     return float(total)
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.asarray(np.log(p / (1 - p)))
-
-
-def fit_platt(confidence: np.ndarray, correct: np.ndarray) -> float:
-    """One-parameter Platt map P(correct) = sigmoid(a * logit(conf)), a pulled toward 1.
-
-    One slope (no offset) because the slice is small (50 items at N=250).
-    """
-    x, y = _logit(confidence), correct.astype(float)
-
-    def loss(params: np.ndarray) -> float:
-        z = params[0] * x
-        nll = np.logaddexp(0.0, z) - y * z
-        return float(nll.mean() + 0.01 * (params[0] - 1) ** 2)
-
-    return float(minimize(loss, np.array([1.0]), method="L-BFGS-B", bounds=[(0.1, 10.0)]).x[0])
-
-
-def apply_platt(confidence: np.ndarray, slope: float) -> np.ndarray:
-    return np.asarray(1.0 / (1.0 + np.exp(-slope * _logit(confidence))))
 
 
 # ------------------------------------------------------------------------ installed size
@@ -226,8 +205,10 @@ def main() -> None:
             probe = TextClassifier.train(texts[:cut], labels[:cut], label_set)
             slice_probs = probe.predict_proba(texts[cut:])
             slice_truth = np.array([index[label] for label in labels[cut:]])
-            platt = fit_platt(slice_probs.max(axis=1), slice_probs.argmax(axis=1) == slice_truth)
-            calibrated = apply_platt(confidence, platt)
+            cmap = fit_calibration(
+                slice_probs.max(axis=1), slice_probs.argmax(axis=1) == slice_truth
+            )
+            calibrated = cmap.apply(confidence)
 
             results.append(
                 (
