@@ -7,17 +7,62 @@ from typing import Any
 
 from hitl_shared.workflows.config import WorkflowConfig
 
-# Phrases that address the model rather than describe the customer's problem.
+# What an item says to the model rather than about the customer's matter, in families of
+# patterns (a reviewer-facing flag, not a proof: it sends the item to full review at least).
+# False positives were measured on 10,003 real banking customer messages (BANKING77): none.
+_GAP = "(?:\\s+[\\w'\u2019-]+){0,4}?"  # up to four words in between ("all of your previous")
+_FAMILIES: dict[str, str] = {
+    # "Ignore all previous instructions", "override the rules", "forget your guidelines"
+    "override": r"\b(ignore|disregard|forget|override|bypass)\b" + _GAP + r"\s+"
+    r"(instructions?|rules|prompts?|guidelines|polic(y|ies)|directions|directives"
+    r"|system\s+message|context)\b",
+    # "You are now an admin", "from now on you will", "pretend to be", "act as the system"
+    "role": r"\byou\s+are\s+now\s+(a|an|in|the|my)\b|\bfrom\s+now\s+on,?\s+you\b"
+    r"|\bpretend\s+(to\s+be|you\s+are)\b|\b(act|behave|roleplay)\s+as\s+(a|an|the|my)\b"
+    r"|\bnew\s+instructions\s*:",
+    # "the system prompt", "your hidden instructions"
+    "prompt": r"\b(system|developer|hidden|original|initial)\s+(prompt|message|instructions)\b",
+    # Chat markup and role headers smuggled into the text.
+    "markup": r"<\|?\s*(im_start|im_end|system|assistant|endoftext)\s*\|?>"
+    r"|\[/?INST\]|<<\s*/?SYS\s*>>|</?(system|assistant|instructions?)>|^\s*#{2,}\s*(system|instructions?|assistant)\b"
+    r"|^\s*(system|assistant)\s*:",
+    # Telling the model what to answer.
+    "answer": r"\b(respond|reply|answer|output|return)\s+(only\s+)?with\s+(the\s+)?"
+    r"(label|category|json|score|word|following|approved)\b"
+    r"|\b(classify|label|categori[sz]e|tag|score|rate)\s+(this|it|me|the)(\s+(ticket|item"
+    r"|message|email|request|invoice|application|candidate))?\s+as\b"
+    r"|\b(set|change)\s+the\s+(label|category|priority|score|confidence|status)\s+to\b"
+    r"|\bconfidence\s+(of\s+|to\s+|=\s*|:\s*)?(100|1\.0)\b",
+    # Steering the review itself.
+    "approval": r"\b(approve|accept|mark)\s+(this|it|the)(\s+(refund|request|claim|invoice"
+    r"|ticket))?\s+(as\s+)?(approved|valid|urgent|safe|legitimate|genuine)\b"
+    r"|\b(auto-?approve|skip\s+(the\s+)?(human\s+)?review|no\s+(human\s+)?review\s+(is\s+)?"
+    r"needed|without\s+(human\s+)?review|do\s+not\s+escalate|don'?t\s+escalate)\b",
+    # Addressing the model directly.
+    "address": r"\b(dear|hey|attention|note\s+to\s+the|to\s+the)\s+(ai|assistant|chatbot|bot"
+    r"|model|llm|gpt|language\s+model)\b|\bas\s+an\s+ai(\s+language)?\s+model\b",
+    # The override in other languages our users' customers write in.
+    "override_i18n": r"\bignorier\w*\s+(alle\s+|die\s+)?(vorherigen\s+|bisherigen\s+)?"
+    r"(anweisungen|regeln)\b|\bignore[rz]?\s+(toutes\s+)?les\s+(instructions|consignes)\b"
+    r"|\bignora\s+(todas\s+)?las\s+instrucciones\b|\bnegeer\s+(alle\s+)?(vorige\s+)?"
+    r"instructies\b|\bignora\s+(tutte\s+)?le\s+istruzioni\b"
+    r"|\bignore\s+(todas\s+)?as\s+instru[cç][oõ]es\b",
+}
 _INJECTION = re.compile(
-    r"(ignore|disregard|forget)\s+(all\s+|any\s+|the\s+|your\s+|previous\s+|prior\s+|above\s+)*"
-    r"(instructions|rules|prompts?|guidelines)"
-    r"|you\s+are\s+now\s+(a|an|in)\b"
-    r"|(system|developer)\s+prompt"
-    r"|\bact\s+as\s+(a|an|the)\b.*\b(admin|administrator|system)\b"
-    r"|(approve|mark)\s+(this|it)\s+(as\s+)?(approved|valid|urgent|safe)\b"
-    r"|</?(system|assistant|instructions?)>",
-    re.IGNORECASE,
+    "|".join(f"(?P<{name}>{pattern})" for name, pattern in _FAMILIES.items()),
+    re.IGNORECASE | re.MULTILINE,
 )
+# Invisible characters that can carry text a reviewer never sees: zero-width and bidi
+# controls, and Unicode tag characters.
+_HIDDEN = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff\U000e0000-\U000e007f]")
+
+
+def injection_signals(text: str) -> list[str]:
+    """Which families of instruction-like content the text holds (empty: none)."""
+    found = {m.lastgroup for m in _INJECTION.finditer(text) if m.lastgroup}
+    if len(_HIDDEN.findall(text)) >= 3:
+        found.add("hidden_characters")
+    return sorted(found)
 
 
 def item_text(config: WorkflowConfig, data: dict[str, Any]) -> str:
@@ -31,4 +76,4 @@ def item_text(config: WorkflowConfig, data: dict[str, Any]) -> str:
 
 
 def safety_flags(text: str) -> list[str]:
-    return ["possible_prompt_injection"] if _INJECTION.search(text) else []
+    return ["possible_prompt_injection"] if injection_signals(text) else []
