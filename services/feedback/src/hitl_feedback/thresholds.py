@@ -200,7 +200,7 @@ def recommend(
     )
     if t_new is not None and a_new is not None and b_new is not None:
         _, _, lo_new, _ = _band(conf, correct, t_new)
-        if size >= min_band:
+        if size >= min_band and t_new > current_light:
             reason = (
                 f"The light band (confidence ≥ {current_light:.0%}) was right on {acc:.1%} of "
                 f"{size} decided items: a period of {period} light-review items could see "
@@ -209,10 +209,18 @@ def recommend(
             )
             return result(t_new, n_new, a_new, lo_new, b_new, reason)
         if t_new < current_light:
-            reason = evidence(t_new, n_new, a_new, b_new) + (
-                f" Light review reopens from {t_new:.0%}."
-            )
+            # The current band is too small to judge; a wider one is proven.
+            move = "reopens from" if current_light >= 1.0 else "moves to"
+            reason = evidence(t_new, n_new, a_new, b_new) + f" Light review {move} {t_new:.0%}."
             return result(t_new, n_new, a_new, lo_new, b_new, reason)
+    if size >= min_band and period_error_bound(size, size, period) > target_error:
+        reason = (
+            f"The light band (confidence ≥ {current_light:.0%}) was right on {acc:.1%} of "
+            f"{size} decided items: too few to show that a period of {period} light-review "
+            f"items stays within the {target_error:.0%} target, and no band shows it yet. "
+            "Light review waits for that proof."
+        )
+        return result(1.0, size, acc, low, bound, reason)
     if size >= min_band:
         reason = (
             f"No confidence band is reliable enough yet: the light band was right on only "
