@@ -457,6 +457,8 @@ def main() -> None:
     finally:
         if not args.keep and not args.database:
             admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        elif args.keep:
+            print(f"kept the database: rerun on it with --database {db}")
         admin.close()
 
 
