@@ -19,6 +19,7 @@ from hitl_shared.db.models import (
     ReviewTask,
     RoutingDecision,
     Workflow,
+    new_id,
 )
 from hitl_shared.db.types import utcnow
 from hitl_shared.jobs import DELIVER_WEBHOOK, RECORD_FEEDBACK
@@ -50,6 +51,8 @@ class ReviewContext:
     config: WorkflowConfig
     ai: AIResult | None
     routing: RoutingDecision | None
+    # A canary is the system's own test item: its decision never reaches an integration.
+    is_canary: bool = False
 
     @property
     def text(self) -> str:
@@ -188,19 +191,20 @@ async def load_context(session: AsyncSession, task_id: uuid.UUID) -> ReviewConte
     round trip instead of five; this runs twice per decision)."""
     row = (
         await session.execute(
-            sa.select(ReviewTask, Item, Workflow.name, AIResult, RoutingDecision)
+            sa.select(ReviewTask, Item, Workflow.name, AIResult, RoutingDecision, Canary.id)
             .join(Item, Item.id == ReviewTask.item_id)
             .join(Workflow, Workflow.id == Item.workflow_id)
             .outerjoin(AIResult, AIResult.item_id == Item.id)
             .outerjoin(RoutingDecision, RoutingDecision.item_id == Item.id)
+            .outerjoin(Canary, Canary.item_id == Item.id)
             .where(ReviewTask.id == task_id)
         )
     ).first()
     if row is None:
         return None
-    task, item, name, ai, routing = row
+    task, item, name, ai, routing, canary_id = row
     config = await _config(session, item.workflow_id, item.workflow_version)
-    return ReviewContext(task, item, name or "", config, ai, routing)
+    return ReviewContext(task, item, name or "", config, ai, routing, canary_id is not None)
 
 
 # Workflow versions never change once written, so their parsed configuration can be kept.
@@ -282,6 +286,7 @@ async def decide(
     if note.strip():
         reason = f"{reason}: {note.strip()}" if reason else note.strip()
     decision = ReviewDecision(
+        id=new_id(),  # known now: the feedback job is named without a flush of its own
         task_id=task.id,
         item_id=ctx.item.id,
         reviewer_id=reviewer_id,
@@ -298,7 +303,6 @@ async def decide(
     transition(ctx.item, ItemStatus.COMPLETED)
     ctx.item.completed_at = now
     ctx.item.updated_at = now
-    await session.flush()
     await record(
         session,
         reviewer_name,
@@ -307,11 +311,8 @@ async def decide(
         {"task": str(task.id), "level": task.level, "output": output, "reason": reason},
     )
     work.enqueue(RECORD_FEEDBACK, decision.id)
-    # A canary is the system's own test: its decision never reaches an integration.
-    is_canary = (
-        await session.scalar(sa.select(Canary.id).where(Canary.item_id == ctx.item.id)) is not None
-    )
-    if ctx.item.callback_url and not is_canary:
+    if ctx.item.callback_url and not ctx.is_canary:
+        await session.flush()  # the view reads the decision back (sessions do not autoflush)
         view = await item_view(session, ctx.item)
         delivery = Delivery(
             item_id=ctx.item.id,
