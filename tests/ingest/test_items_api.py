@@ -135,6 +135,8 @@ async def test_workflows_are_discoverable(system: System) -> None:
         "account",
         "shipping",
     }
+    assert triage["multi_label"] is False
+    assert by_name["ticket-tags"]["multi_label"] is True
 
 
 async def test_cancel_an_item(system: System) -> None:

@@ -221,6 +221,7 @@ async def list_workflows(session: AsyncSession, client: ApiClient) -> list[Workf
                 version=ver.version,
                 input_schema=config.input_schema,
                 labels=[label.model_dump() for label in config.labels],
+                multi_label=config.multi_label,
             )
         )
     return out

@@ -28,3 +28,5 @@ class WorkflowView(BaseModel):
     version: int
     input_schema: dict[str, Any]
     labels: list[dict[str, str]]
+    # classify: several labels per item; the decision's output is {"labels": [...]}.
+    multi_label: bool = False
