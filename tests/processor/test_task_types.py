@@ -52,6 +52,17 @@ async def feedback(system: System) -> list[FeedbackRecord]:
         return list((await s.execute(sa.select(FeedbackRecord))).scalars().all())
 
 
+async def results(system: System) -> tuple[dict[str, AIResult], dict[str, RoutingDecision]]:
+    """Every item's AI result and routing decision, by item id."""
+    runtime = system.embedded.runtime  # type: ignore[attr-defined]
+    async with runtime.sessionmaker() as s:
+        ai = {str(r.item_id): r for r in (await s.execute(sa.select(AIResult))).scalars().all()}
+        routing = {
+            str(r.item_id): r for r in (await s.execute(sa.select(RoutingDecision))).scalars().all()
+        }
+    return ai, routing
+
+
 async def test_extract_fields_validation_and_field_edit(system: System) -> None:
     good = await submit(system, "invoice-extraction", {"text": INVOICE})
     # Does not add up (99 + 19.80 != 128.80) and comes from a vendor nobody knows.
@@ -64,12 +75,7 @@ async def test_extract_fields_validation_and_field_edit(system: System) -> None:
         },
     )
     await system.settle()
-    runtime = system.embedded.runtime  # type: ignore[attr-defined]
-    async with runtime.sessionmaker() as s:
-        ai = {str(r.item_id): r for r in (await s.execute(sa.select(AIResult))).scalars().all()}
-        routing = {
-            str(r.item_id): r for r in (await s.execute(sa.select(RoutingDecision))).scalars().all()
-        }
+    ai, routing = await results(system)
     out = ai[good].output
     assert out["fields"]["invoice_number"] == "INV-20530"
     assert out["fields"]["invoice_date"] == "2026-11-03"
@@ -214,12 +220,7 @@ async def test_multi_label_tags_review_and_the_local_model_learns(system: System
     )
     bug = await submit(system, "ticket-tags", {"body": "The upload page shows an error 500"})
     await system.settle()
-    runtime = system.embedded.runtime  # type: ignore[attr-defined]
-    async with runtime.sessionmaker() as s:
-        ai = {str(r.item_id): r for r in (await s.execute(sa.select(AIResult))).scalars().all()}
-        routing = {
-            str(r.item_id): r for r in (await s.execute(sa.select(RoutingDecision))).scalars().all()
-        }
+    ai, routing = await results(system)
     out = ai[churn].output
     assert set(out["labels"]) == {"refund-request", "churn-risk"}
     assert set(out["label_probability"]) == {

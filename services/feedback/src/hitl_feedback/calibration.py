@@ -111,8 +111,7 @@ def choose_method(raw: np.ndarray, correct: np.ndarray, folds: int = CV_FOLDS) -
             cmap = _fit_method(method, raw[~test], correct[~test])
             losses[method] += _log_loss(cmap.apply(raw[test]), correct[test]) * test.sum()
     # Ties (and near-ties) go to the simpler map, in the order listed.
-    best = min(candidates, key=lambda m: (round(losses[m] / len(raw), 4), candidates.index(m)))
-    return best
+    return min(candidates, key=lambda m: (round(losses[m] / len(raw), 4), candidates.index(m)))
 
 
 def fit(raw: np.ndarray, correct: np.ndarray, model: str | None = None) -> CalibrationMap:

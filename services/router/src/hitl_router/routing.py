@@ -412,8 +412,9 @@ def _answers(config: WorkflowConfig, row: Any) -> tuple[dict[str, Any], dict[str
     ai = row.ai_answer if isinstance(row.ai_answer, dict) else {}
     final = row.final_answer if isinstance(row.final_answer, dict) else {}
     if config.task_type == "classify" and config.multi_label:
-        ai = {"labels": label_set(config, ai)} if label_set(config, ai) else {}
-        final = {"labels": label_set(config, final)} if label_set(config, final) else {}
+        ai_labels, final_labels = label_set(config, ai), label_set(config, final)
+        ai = {"labels": ai_labels} if ai_labels else {}
+        final = {"labels": final_labels} if final_labels else {}
     elif config.task_type == "classify":  # records from before answers were kept whole
         ai = ai or ({"label": row.ai_label} if row.ai_label else {})
         final = final or ({"label": row.final_label} if row.final_label else {})

@@ -33,6 +33,7 @@ import math
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -430,13 +431,7 @@ class TextClassifier:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> TextClassifier:
-        if not data.startswith(FORMAT_MAGIC):
-            raise ValueError("not a serialised TextClassifier")
-        with np.load(io.BytesIO(data[len(FORMAT_MAGIC) :]), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-        meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
-        if meta.get("format") != 1:
-            raise ValueError(f"unknown TextClassifier format {meta.get('format')!r}")
+        arrays, meta = _npz_load(data, FORMAT_MAGIC, "TextClassifier")
         if meta.get("encoder") != ENCODER_NAME:
             raise ValueError(f"model was trained on encoder {meta.get('encoder')!r}")
         tfidf = [
@@ -481,6 +476,18 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
             with archive.open(info, "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
     return buffer.getvalue()
+
+
+def _npz_load(data: bytes, magic: bytes, kind: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The arrays and the JSON ``meta`` of a model written as ``magic + _npz_bytes(...)``."""
+    if not data.startswith(magic):
+        raise ValueError(f"not a serialised {kind}")
+    with np.load(io.BytesIO(data[len(magic) :]), allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
+    if meta.get("format") != 1:
+        raise ValueError(f"unknown {kind} format {meta.get('format')!r}")
+    return arrays, meta
 
 
 def _mix(logits: np.ndarray, temperature: float, shrink: float) -> np.ndarray:

@@ -19,13 +19,12 @@ bytes and the priors.
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 
 import numpy as np
 
-from hitl_processor.local_model.classifier import TextClassifier, _npz_bytes
+from hitl_processor.local_model.classifier import TextClassifier, _npz_bytes, _npz_load
 from hitl_processor.local_model.encoder import get_encoder
 
 MODEL_NAME = "local-minilm-ovr-v1"
@@ -120,13 +119,7 @@ class LabelSetClassifier:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> LabelSetClassifier:
-        if not data.startswith(FORMAT_MAGIC):
-            raise ValueError("not a serialised LabelSetClassifier")
-        with np.load(io.BytesIO(data[len(FORMAT_MAGIC) :]), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-        meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
-        if meta.get("format") != 1:
-            raise ValueError(f"unknown LabelSetClassifier format {meta.get('format')!r}")
+        arrays, meta = _npz_load(data, FORMAT_MAGIC, "LabelSetClassifier")
         models = {
             label: TextClassifier.from_bytes(arrays[f"model{i}"].tobytes())
             for i, label in enumerate(meta["models"])

@@ -353,21 +353,31 @@ def _object_schema(properties: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _labels_prompt(task: Task, default: str, ask: str, steer: str) -> str:
+    """The system prompt of a classify task: instructions, the labels with their
+    descriptions, the injection warning and the reply's form."""
+    labels = "\n".join(
+        f"- {label.name}: {label.description}" if label.description else f"- {label.name}"
+        for label in task.config.labels
+    )
+    return (
+        f"{task.config.instructions or default}\n\n{ask}:\n{labels}\n\n"
+        + _injection_warning("classify", steer)
+        + f"Reply only with JSON of the form {task.reply_form()}."
+    )
+
+
 class ClassifyTask(Task):
     kind = "classify"
     template_version = "classify-v1"
     schema_name = "classification"
 
     def system_prompt(self, text: str | None = None) -> str:
-        labels = "\n".join(
-            f"- {label.name}: {label.description}" if label.description else f"- {label.name}"
-            for label in self.config.labels
-        )
-        return (
-            f"{self.config.instructions or 'Classify the item.'}\n\n"
-            f"Answer with exactly one of these labels:\n{labels}\n\n"
-            + _injection_warning("classify", "choose a particular label")
-            + f"Reply only with JSON of the form {self.reply_form()}."
+        return _labels_prompt(
+            self,
+            "Classify the item.",
+            "Answer with exactly one of these labels",
+            "choose a particular label",
         )
 
     def reply_form(self) -> str:
@@ -419,15 +429,11 @@ class LabelSetTask(Task):
     uses_logprobs = False
 
     def system_prompt(self, text: str | None = None) -> str:
-        labels = "\n".join(
-            f"- {label.name}: {label.description}" if label.description else f"- {label.name}"
-            for label in self.config.labels
-        )
-        return (
-            f"{self.config.instructions or 'Tag the item.'}\n\n"
-            f"Answer with every one of these labels that applies (at least one):\n{labels}\n\n"
-            + _injection_warning("classify", "choose particular labels")
-            + f"Reply only with JSON of the form {self.reply_form()}."
+        return _labels_prompt(
+            self,
+            "Tag the item.",
+            "Answer with every one of these labels that applies (at least one)",
+            "choose particular labels",
         )
 
     def reply_form(self) -> str:
