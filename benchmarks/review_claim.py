@@ -12,9 +12,9 @@ calls the review UI's own functions through a unit of work, as its HTTP endpoint
 
 - "claim next item": `claims.claim` (what `claim_next` runs) + commit (POST /queue/start, and
   the claim inside every decision's redirect to the next item);
-- "submit decision and load next": `load_context` + `decide` (approve) + commit, then the
-  claim + commit, then `load_context` of the next task (POST .../decide plus the GET of the
-  next review page, without the HTML rendering).
+- "submit decision and load next": `load_context` + `decide` (approve) + the claim of the
+  next task + commit (POST .../decide: one transaction), then `load_context` of the next task
+  in a transaction of its own (the GET of the next review page, without the HTML rendering).
 
 For 1 and for 16 concurrent reviewers it prints, per reporting interval (to show whether they
 decay as claimed and decided rows pile up) and overall, p50/p99 of:
@@ -211,11 +211,11 @@ async def reviewer_loop(
             action = "edit" if ctx.task.level == "manual" else "approve"
             answer = {"label": ctx.ai_label or ""} if action == "edit" else {}
             await decide(work, ctx, reviewer_id, "bench", action, answer, None, "", 5000)
-            await work.commit()
-            task_id = await claim(work)
-            t1 = time.perf_counter()
-            if task_id is not None:
-                nxt = await load_context(work.session, task_id)
+            task_id = await claim(work)  # commits the decision with the claim, as the POST does
+        t1 = time.perf_counter()
+        if task_id is not None:
+            async with unit_of_work(sessionmaker, queue) as work:  # type: ignore[arg-type]
+                nxt = await load_context(work.session, task_id)  # the GET it redirects to
                 assert nxt is not None
         t2 = time.perf_counter()
         b = bucket(t0)

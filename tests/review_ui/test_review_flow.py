@@ -186,6 +186,49 @@ async def test_two_reviewers_never_hold_the_same_task_and_locks_expire(system: S
         assert r.status_code == 303 and "msg=gone" in r.headers["location"]
 
 
+async def test_a_decision_on_a_task_taken_back_meanwhile_changes_nothing(system: System) -> None:
+    """The write itself checks the lock: a task swept back to the queue between loading the
+    page data and deciding gets no decision, and its item stays in review."""
+    import uuid
+
+    import pytest
+
+    from hitl_review_ui.decisions import DecisionError, decide, load_context
+    from hitl_shared.db.models import AuditEvent, Item, User
+
+    runtime = system.embedded.runtime  # type: ignore[attr-defined]
+    item_id = uuid.UUID(await submit(system, "Where is my parcel? It is a week late."))
+    await system.settle()
+    async with reviewer_client(system) as http:
+        rev = ScriptedReviewer(http)
+        await rev.sign_in("admin", ADMIN_PASSWORD)
+        task_id = uuid.UUID(await rev.start("support-triage"))
+    async with runtime.work() as work:
+        admin_id = await work.session.scalar(sa.select(User.id).where(User.username == "admin"))
+        assert admin_id is not None
+        ctx = await load_context(work.session, task_id)
+        assert ctx is not None and ctx.task.claimed_by == admin_id
+        async with runtime.sessionmaker() as other:  # meanwhile: lock expired, task swept back
+            await other.execute(
+                sa.update(ReviewTask)
+                .where(ReviewTask.id == task_id)
+                .values(status="open", claimed_by=None, claimed_at=None, lock_expires_at=None)
+            )
+            await other.commit()
+        with pytest.raises(DecisionError, match="no longer assigned to you"):
+            await decide(work, ctx, admin_id, "admin", "edit", {"label": "shipping"}, None, "", 1)
+        await work.rollback()
+    async with runtime.sessionmaker() as s:
+        assert await s.scalar(sa.select(sa.func.count()).select_from(ReviewDecision)) == 0
+        item = await s.get(Item, item_id)
+        assert item is not None and item.status == "in_review" and item.completed_at is None
+        task = await s.get(ReviewTask, task_id)
+        assert task is not None and task.status == "open"
+        outcomes = ("item.approved", "item.edited", "item.rejected")
+        decided = sa.select(sa.func.count()).where(AuditEvent.action.in_(outcomes))
+        assert await s.scalar(decided) == 0
+
+
 async def test_forms_without_csrf_token_are_refused_and_pages_need_sign_in(system: System) -> None:
     async with reviewer_client(system) as http:
         r = await http.get("/")

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hitl_shared.audit import record
 from hitl_shared.db.models import User
 from hitl_shared.db.types import utcnow
-from hitl_shared.http import RuntimeDep
+from hitl_shared.http import RuntimeDep, WorkDep
 from hitl_shared.lifecycle import Role
 from hitl_shared.security import verify_password
 
@@ -115,7 +115,8 @@ _DUMMY_HASH = (
 )
 
 
-async def current_reviewer(request: Request, runtime: RuntimeDep) -> Reviewer:
+async def current_reviewer(request: Request, runtime: RuntimeDep, work: WorkDep) -> Reviewer:
+    """The signed-in reviewer, read in the request's own transaction (no second connection)."""
     data = read_session(runtime.settings.secret_key, request.cookies.get(COOKIE))
     if data is None:
         raise LoginRequired()
@@ -123,8 +124,7 @@ async def current_reviewer(request: Request, runtime: RuntimeDep) -> Reviewer:
         uid = uuid.UUID(str(data.get("uid")))
     except ValueError:
         raise LoginRequired() from None
-    async with runtime.sessionmaker() as session:
-        user = await session.get(User, uid)
+    user = await work.session.get(User, uid)
     if user is None or not user.is_active:
         raise LoginRequired()
     reviewer = Reviewer(user.id, user.username, user.role, str(data.get("csrf", "")))

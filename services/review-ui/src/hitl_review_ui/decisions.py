@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
-from hitl_shared.audit import record
 from hitl_shared.db.models import (
     AIResult,
+    AuditEvent,
     Canary,
     Delivery,
     Item,
@@ -23,7 +26,13 @@ from hitl_shared.db.models import (
 )
 from hitl_shared.db.types import utcnow
 from hitl_shared.jobs import DELIVER_WEBHOOK, RECORD_FEEDBACK
-from hitl_shared.lifecycle import ItemStatus, Outcome, TaskStatus, transition
+from hitl_shared.lifecycle import (
+    IllegalTransition,
+    ItemStatus,
+    Outcome,
+    TaskStatus,
+    can_transition,
+)
 from hitl_shared.public import item_view, webhook_payload
 from hitl_shared.work import Work
 from hitl_shared.workflows.config import WorkflowConfig
@@ -189,22 +198,25 @@ def _field_value(spec: dict[str, Any], value: str, name: str) -> Any:
 async def load_context(session: AsyncSession, task_id: uuid.UUID) -> ReviewContext | None:
     """The task with its item, workflow name, AI result and routing decision: one query (one
     round trip instead of five; this runs twice per decision)."""
-    row = (
-        await session.execute(
-            sa.select(ReviewTask, Item, Workflow.name, AIResult, RoutingDecision, Canary.id)
-            .join(Item, Item.id == ReviewTask.item_id)
-            .join(Workflow, Workflow.id == Item.workflow_id)
-            .outerjoin(AIResult, AIResult.item_id == Item.id)
-            .outerjoin(RoutingDecision, RoutingDecision.item_id == Item.id)
-            .outerjoin(Canary, Canary.item_id == Item.id)
-            .where(ReviewTask.id == task_id)
-        )
-    ).first()
+    row = (await session.execute(_context_statement(), {"task_id": task_id})).first()
     if row is None:
         return None
     task, item, name, ai, routing, canary_id = row
     config = await _config(session, item.workflow_id, item.workflow_version)
     return ReviewContext(task, item, name or "", config, ai, routing, canary_id is not None)
+
+
+@functools.cache
+def _context_statement() -> sa.Select[ReviewTask, Item, str, AIResult, RoutingDecision, uuid.UUID]:
+    return (
+        sa.select(ReviewTask, Item, Workflow.name, AIResult, RoutingDecision, Canary.id)
+        .join(Item, Item.id == ReviewTask.item_id)
+        .join(Workflow, Workflow.id == Item.workflow_id)
+        .outerjoin(AIResult, AIResult.item_id == Item.id)
+        .outerjoin(RoutingDecision, RoutingDecision.item_id == Item.id)
+        .outerjoin(Canary, Canary.item_id == Item.id)
+        .where(ReviewTask.id == sa.bindparam("task_id"))
+    )
 
 
 # Workflow versions never change once written, so their parsed configuration can be kept.
@@ -234,10 +246,10 @@ async def decide(
     reason_code: str | None,
     note: str,
     active_ms: int | None,
-) -> ReviewDecision:
-    """Record a reviewer's decision. ``form`` holds the answer fields of the decision form
-    (``label``, or the list ``labels`` when multi-label; ``score``/``rationale``;
-    ``field.<name>``; ``text``), read for ``edit``."""
+) -> uuid.UUID:
+    """Record a reviewer's decision and return its id. ``form`` holds the answer fields of the
+    decision form (``label``, or the list ``labels`` when multi-label;
+    ``score``/``rationale``; ``field.<name>``; ``text``), read for ``edit``."""
     session = work.session
     task = ctx.task
     now = utcnow()
@@ -285,34 +297,44 @@ async def decide(
     reason = REJECT_REASONS.get(reason_code or "", "") if outcome == Outcome.REJECTED else ""
     if note.strip():
         reason = f"{reason}: {note.strip()}" if reason else note.strip()
-    decision = ReviewDecision(
-        id=new_id(),  # known now: the feedback job is named without a flush of its own
-        task_id=task.id,
-        item_id=ctx.item.id,
-        reviewer_id=reviewer_id,
-        outcome=outcome.value,
-        output=output,
-        reason=reason[:4000],
-        active_seconds=round(active, 3),
-        read_chars=len(ctx.text),
-    )
-    session.add(decision)
-    task.status = TaskStatus.DONE.value
-    task.completed_at = now
-    task.lock_expires_at = None
-    transition(ctx.item, ItemStatus.COMPLETED)
-    ctx.item.completed_at = now
-    ctx.item.updated_at = now
-    await record(
+    decision_id = new_id()  # known now: the feedback job is named without reading it back
+    written = await _write(
         session,
-        reviewer_name,
-        f"item.{outcome.value}",
-        ctx.item.id,
-        {"task": str(task.id), "level": task.level, "output": output, "reason": reason},
+        ctx,
+        reviewer_id,
+        now,
+        decision={
+            "id": decision_id,
+            "task_id": task.id,
+            "item_id": ctx.item.id,
+            "reviewer_id": reviewer_id,
+            "outcome": outcome.value,
+            "output": output,
+            "reason": reason[:4000],
+            "active_seconds": round(active, 3),
+            "read_chars": len(ctx.text),
+            "created_at": now,
+        },
+        audit={
+            "at": now,
+            "actor": reviewer_name,
+            "action": f"item.{outcome.value}",
+            "item_id": ctx.item.id,
+            "details": {
+                "task": str(task.id),
+                "level": task.level,
+                "output": output,
+                "reason": reason,
+            },
+        },
     )
-    work.enqueue(RECORD_FEEDBACK, decision.id)
+    if not written:
+        raise DecisionError(
+            "This item is no longer assigned to you (its lock expired or it was decided); "
+            "it has gone back to the queue."
+        )
+    work.enqueue(RECORD_FEEDBACK, decision_id)
     if ctx.item.callback_url and not ctx.is_canary:
-        await session.flush()  # the view reads the decision back (sessions do not autoflush)
         view = await item_view(session, ctx.item)
         delivery = Delivery(
             item_id=ctx.item.id,
@@ -323,4 +345,133 @@ async def decide(
         session.add(delivery)
         await session.flush()
         work.enqueue(DELIVER_WEBHOOK, delivery.id)
-    return decision
+    return decision_id
+
+
+async def _write(
+    session: AsyncSession,
+    ctx: ReviewContext,
+    reviewer_id: uuid.UUID,
+    now: datetime,
+    decision: dict[str, Any],
+    audit: dict[str, Any],
+) -> bool:
+    """Close the task (only if this reviewer still holds it), record the decision, complete
+    the item and audit it, all or nothing. False when the task was no longer theirs.
+
+    This is the review UI's hottest write, so it goes without ORM objects, in statements built
+    once: on PostgreSQL one statement (data-modifying CTEs, each gated on the task update), on
+    SQLite four."""
+    if not can_transition(ctx.item.status, ItemStatus.COMPLETED):
+        raise IllegalTransition(ctx.item.status, ItemStatus.COMPLETED)
+    params = {
+        "p_task": ctx.task.id,
+        "p_reviewer": reviewer_id,
+        "p_item": ctx.item.id,
+        "p_now": now,
+        **{f"d_{k}": decision[k] for k in _DECISION_COLUMNS},
+        **{f"a_{k}": audit[k] for k in _AUDIT_COLUMNS},
+    }
+    if session.get_bind().dialect.name == "postgresql":
+        done = bool(await session.scalar(_decision_statement(), params))
+    else:
+        close, record, complete, audit_it = _decision_statements()
+        done = (await session.execute(close, params)).first() is not None
+        if done:
+            for stmt in (record, complete, audit_it):
+                await session.execute(stmt, params)
+    if done:
+        # The loaded objects follow what was written, without becoming changes to flush.
+        for name, value in _task_done(now).items():
+            set_committed_value(ctx.task, name, value)
+        for name, value in _item_done(now).items():
+            set_committed_value(ctx.item, name, value)
+    return done
+
+
+_DECISION_COLUMNS = (
+    "id",
+    "task_id",
+    "item_id",
+    "reviewer_id",
+    "outcome",
+    "output",
+    "reason",
+    "active_seconds",
+    "read_chars",
+    "created_at",
+)
+_AUDIT_COLUMNS = ("at", "actor", "action", "item_id", "details")
+_TASKS, _ITEMS, _DECISIONS, _AUDITS = (
+    cast(sa.Table, model.__table__) for model in (ReviewTask, Item, ReviewDecision, AuditEvent)
+)
+
+
+def _task_done(now: Any) -> dict[str, Any]:
+    return {"status": TaskStatus.DONE.value, "completed_at": now, "lock_expires_at": None}
+
+
+def _item_done(now: Any) -> dict[str, Any]:
+    return {"status": ItemStatus.COMPLETED.value, "completed_at": now, "updated_at": now}
+
+
+def _params(table: sa.Table, prefix: str, columns: tuple[str, ...]) -> list[Any]:
+    return [sa.bindparam(f"{prefix}{k}", type_=table.c[k].type).label(k) for k in columns]
+
+
+def _close_task() -> sa.Update:
+    t = _TASKS
+    return (
+        sa.update(t)
+        .where(
+            t.c.id == sa.bindparam("p_task"),
+            t.c.status == TaskStatus.CLAIMED.value,
+            t.c.claimed_by == sa.bindparam("p_reviewer"),
+        )
+        .values(_task_done(sa.bindparam("p_now", type_=t.c.completed_at.type)))
+        .returning(t.c.id)
+    )
+
+
+def _complete_item() -> sa.Update:
+    now = sa.bindparam("p_now", type_=_ITEMS.c.completed_at.type)
+    return sa.update(_ITEMS).where(_ITEMS.c.id == sa.bindparam("p_item")).values(_item_done(now))
+
+
+@functools.cache
+def _decision_statement() -> sa.Select[Any]:
+    closed = _close_task().cte("closed")
+    return (
+        sa.select(sa.func.count())
+        .select_from(closed)
+        .add_cte(
+            sa.insert(_DECISIONS)
+            .from_select(
+                _DECISION_COLUMNS,
+                sa.select(*_params(_DECISIONS, "d_", _DECISION_COLUMNS)).select_from(closed),
+            )
+            .cte("decision"),
+            _complete_item().where(sa.select(closed.c.id).exists()).cte("item"),
+            sa.insert(_AUDITS)
+            .from_select(
+                _AUDIT_COLUMNS,
+                sa.select(*_params(_AUDITS, "a_", _AUDIT_COLUMNS)).select_from(closed),
+            )
+            .cte("audit"),
+        )
+    )
+
+
+@functools.cache
+def _decision_statements() -> tuple[sa.Update, sa.Insert, sa.Update, sa.Insert]:
+    def insert(table: sa.Table, prefix: str, columns: tuple[str, ...]) -> sa.Insert:
+        return sa.insert(table).values(
+            {k: sa.bindparam(f"{prefix}{k}", type_=table.c[k].type) for k in columns}
+        )
+
+    return (
+        _close_task(),
+        insert(_DECISIONS, "d_", _DECISION_COLUMNS),
+        _complete_item(),
+        insert(_AUDITS, "a_", _AUDIT_COLUMNS),
+    )

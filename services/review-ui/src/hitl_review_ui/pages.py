@@ -256,7 +256,7 @@ def build_router() -> APIRouter:
             return _render_review(
                 request, reviewer, ctx, queue_workflow, queue_level, str(e), status_code=422
             )
-        await work.commit()
+        # The decision and the claim of the next item commit together: one transaction.
         return await _next(
             work, runtime, reviewer.id, queue_workflow, queue_level, None, lead=reviewer.is_lead
         )
@@ -271,7 +271,6 @@ def build_router() -> APIRouter:
         queue_level: Annotated[str, Form()] = "",
     ) -> Response:
         await claims.release(work.session, task_id, reviewer.id)
-        await work.commit()
         return await _next(
             work,
             runtime,
