@@ -423,7 +423,8 @@ def main() -> None:
             with psycopg.connect(dsn, autocommit=True) as conn:
                 conn.execute("ANALYZE review_tasks")
         else:
-            _, user_ids = load(dsn, args.tasks, max(levels))
+            # At least 16 reviewers' accounts, so a kept database serves a 16-reviewer run.
+            _, user_ids = load(dsn, args.tasks, max(*levels, 16))
         with psycopg.connect(dsn, autocommit=True) as conn:
             row = conn.execute("SELECT version()").fetchone()
             print(row[0] if row else "", flush=True)

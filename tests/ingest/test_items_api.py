@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 
 from tests.conftest import System
 
@@ -159,3 +160,35 @@ async def test_health_readiness_and_metrics(system: System) -> None:
     assert ready.json() == {"status": "ready", "database": "ok", "queue": "ok"}
     metrics = await system.client.get("/metrics")
     assert "hitl_items_ingested_total" in metrics.text
+
+
+async def test_the_intake_route_answers_as_a_framework_route_would(system: System) -> None:
+    """POST /v1/items is served ahead of the framework: same headers, limits, counters and
+    documentation as any other route."""
+    from hitl_shared.metrics import INGEST_REJECTED
+
+    def rejected(status: str) -> float:
+        return INGEST_REJECTED.labels(status)._value.get()
+
+    payload = {"workflow": "support-triage", "input": TICKET}
+    r = await system.client.post("/v1/items", json=payload, headers=system.api_headers)
+    assert r.status_code == 202 and r.headers["content-type"] == "application/json"
+    assert int(r.headers["content-length"]) == len(r.content)
+    before = rejected("401")
+    r = await system.client.post("/v1/items", json=payload)
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    assert r.headers["content-type"] == "application/json"
+    assert rejected("401") == before + 1
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the limit counts bytes
+        yield b'{"workflow": "support-triage", "input": {"body": "'
+        for _ in range(17):
+            yield b"x" * 65536
+        yield b'"}}'
+
+    r = await system.client.post("/v1/items", content=chunks(), headers=system.api_headers)
+    assert r.status_code == 413 and "HITL_MAX_BODY_BYTES" in r.json()["message"]
+    # Other methods on the path still get the framework's answer.
+    assert (await system.client.get("/v1/items", headers=system.api_headers)).status_code == 405
+    doc = (await system.client.get("/openapi.json")).json()
+    assert "post" in doc["paths"]["/v1/items"]

@@ -35,7 +35,12 @@ def _unauthorized(message: str) -> ApiError:
 
 
 async def require_api_key(request: Request, runtime: RuntimeDep) -> ApiClient:
-    header = request.headers.get("authorization", "")
+    return await authenticate(runtime, request.headers.get("authorization", ""))
+
+
+async def authenticate(runtime: Runtime, header: str) -> ApiClient:
+    """The API client an `Authorization: Bearer <key>` header names (cached for a few
+    seconds), or 401 with what to fix."""
     scheme, _, token = header.partition(" ")
     if not header:
         raise _unauthorized("Send your API key as `Authorization: Bearer <key>`.")

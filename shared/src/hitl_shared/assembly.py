@@ -40,7 +40,14 @@ def service_app(spec: ServiceSpec, settings: Settings) -> FastAPI:
     async def stop(runtime: Runtime) -> None:
         await runtime.close()
 
-    app = build_app(f"HITL {spec.name}", [spec.http_router()], start, stop, settings.max_body_bytes)
+    app = build_app(
+        f"HITL {spec.name}",
+        [spec.http_router()],
+        start,
+        stop,
+        settings.max_body_bytes,
+        asgi_routes=spec.asgi_routes,
+    )
     if spec.configure_app:
         spec.configure_app(app)
     return app
@@ -179,6 +186,7 @@ class Embedded:
             lambda: self.start(),
             self.stop,
             self.settings.max_body_bytes,
+            asgi_routes={k: v for s in specs for k, v in s.asgi_routes.items()},
         )
         for spec in specs:
             if spec.configure_app:

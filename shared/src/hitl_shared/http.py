@@ -131,6 +131,23 @@ class BodySizeLimit:
         await response({"type": "http"}, _noop_receive, send)
 
 
+class AsgiRoutes:
+    """Serves a few (method, path) routes with bare ASGI handlers; the rest goes on to the
+    framework."""
+
+    def __init__(self, app: ASGIApp, routes: dict[tuple[str, str], ASGIApp]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            handler = self.routes.get((scope["method"], scope["path"]))
+            if handler is not None:
+                await handler(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class _TooLarge(Exception):
     pass
 
@@ -228,6 +245,7 @@ def build_app(
     stop: Callable[[Runtime], Awaitable[None]],
     max_body_bytes: int,
     static: list[tuple[str, ASGIApp]] | None = None,
+    asgi_routes: dict[tuple[str, str], ASGIApp] | None = None,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -244,5 +262,7 @@ def build_app(
         app.mount(path, sub)
     for r in routers:
         app.include_router(r)
-    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    if asgi_routes:
+        app.add_middleware(AsgiRoutes, routes=asgi_routes)
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)  # outermost: limits both
     return app

@@ -9,6 +9,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI
+from starlette.types import ASGIApp
 
 if TYPE_CHECKING:
     from hitl_shared.runtime import Runtime
@@ -28,6 +29,9 @@ class ServiceSpec:
     # Periodic repair: find work stuck in a transitional state and re-enqueue it.
     sweepers: list[SweepFn] = field(default_factory=list)
     http_router: Callable[[], APIRouter] | None = None
+    # Hot paths served as bare ASGI handlers ahead of the framework's routing, keyed by
+    # (method, path); the body-size limit still applies. Keep a declared route for the docs.
+    asgi_routes: dict[tuple[str, str], ASGIApp] = field(default_factory=dict)
     on_startup: list[HookFn] = field(default_factory=list)
     # Exception handlers, static files and the like that the service's routes rely on.
     configure_app: Callable[[FastAPI], None] | None = None
