@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import redis
+from diskprobe import DiskProbe, summary
 
 HERE = Path(__file__).resolve().parent
 HITL = str(Path(sys.executable).with_name("hitl"))
@@ -102,22 +103,23 @@ def main() -> None:
         queue_key = f"{prefix}:queue:processor"
         queued_before = r.zcard(queue_key)
 
-        out = subprocess.run(
-            [
-                "wrk",
-                "-t2",
-                f"-c{args.connections}",
-                f"-d{args.seconds}s",
-                "--latency",
-                "-s",
-                str(HERE / "ingest_post.lua"),
-                url,
-            ],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
+        with DiskProbe() as probe:
+            out = subprocess.run(
+                [
+                    "wrk",
+                    "-t2",
+                    f"-c{args.connections}",
+                    f"-d{args.seconds}s",
+                    "--latency",
+                    "-s",
+                    str(HERE / "ingest_post.lua"),
+                    url,
+                ],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
         total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
         non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
         errors = int(non2xx.group(1)) if non2xx else 0
@@ -132,6 +134,7 @@ def main() -> None:
         print(f"accepted items/s : {accepted / args.seconds:,.0f}")
         print(f"latency p50 / p99: {parse_ms(lat['50']):.1f} ms / {parse_ms(lat['99']):.1f} ms")
         print(f"non-2xx responses: {errors}; socket errors: {sock.group(1) if sock else 'none'}")
+        print(summary([ms for _, ms in probe.samples]))
         print(f"committed in PostgreSQL: {after - before} (accepted {accepted})")
         print(f"enqueued in Redis      : {queued}")
         ok = after - before >= accepted and queued >= accepted

@@ -26,7 +26,10 @@ decay as claimed and decided rows pile up) and overall, p50/p99 of:
   coroutines of this one Python process (as they would be requests of one review UI process),
   so on a small machine this includes waiting for the event loop while other reviewers' Python
   runs: compare with the loop lag and the CPU figures printed after each table;
-- submit, page, cycle (wall) and decision cycles per second.
+- submit, page, cycle (wall) and decision cycles per second;
+- fsync p50/max: a probe thread writes 8 KiB and fdatasyncs it every 100 ms on the disk the
+  database is on (`HITL_BENCH_PROBE_DIR`, default /var/tmp): the wait every durable commit
+  has at its core. When the disk stalls, every commit queues behind it, whatever the code.
 
 After each phase: the client's CPU (one core at most) and PostgreSQL's (the benchmark's
 backends, read from /proc when the server runs on this machine) per cycle, and the event-loop
@@ -55,6 +58,7 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
+from diskprobe import DiskProbe, summary
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hitl_review_ui import claims
@@ -162,6 +166,7 @@ class Samples:
     page: list[float] = field(default_factory=list)  # GET the next task's review page
     cycle: list[float] = field(default_factory=list)  # ms
     cycles: int = 0
+    fsync: list[float] = field(default_factory=list)  # ms: the disk probe's 8 KiB write+fsync
 
 
 def pct(values: list[float], q: float) -> float:
@@ -287,24 +292,27 @@ async def run_phase(
     cpu0 = time.process_time()
     started = time.perf_counter()
     stop_at = started + seconds
-    await asyncio.gather(
-        loop_lag(stop_at, lags),
-        *[
-            reviewer_loop(
-                sessionmaker,
-                user_ids[i],
-                "support-triage" if filtered else None,
-                LEVELS[i % 2] if filtered else None,
-                stop_at,
-                buckets,
-                started,
-                every,
-                think,
-            )
-            for i in range(n)
-        ],
-    )
+    with DiskProbe() as probe:
+        await asyncio.gather(
+            loop_lag(stop_at, lags),
+            *[
+                reviewer_loop(
+                    sessionmaker,
+                    user_ids[i],
+                    "support-triage" if filtered else None,
+                    LEVELS[i % 2] if filtered else None,
+                    stop_at,
+                    buckets,
+                    started,
+                    every,
+                    think,
+                )
+                for i in range(n)
+            ],
+        )
     elapsed = time.perf_counter() - started
+    for t, ms in probe.samples:
+        buckets[min(len(buckets) - 1, int((t - started) // every))].fsync.append(ms)
     client_cpu = time.process_time() - cpu0
     async with engine.connect() as conn:
         pids = list(
@@ -324,9 +332,9 @@ async def run_phase(
     print(
         f"{'interval':>10} {'claim srv':>9} {'claim srv':>9} {'claim wall':>10} "
         f"{'claim wall':>10} {'submit':>8} {'submit':>8} {'page':>7} {'page':>7} "
-        f"{'cycle':>7} {'cycle':>7} {'cycles/s':>8}\n"
+        f"{'cycle':>7} {'cycle':>7} {'cycles/s':>8} {'fsync':>7} {'fsync':>7}\n"
         f"{'':>10} {'p50':>9} {'p99':>9} {'p50':>10} {'p99':>10} {'p50':>8} {'p99':>8} "
-        f"{'p50':>7} {'p99':>7} {'p50':>7} {'p99':>7}"
+        f"{'p50':>7} {'p99':>7} {'p50':>7} {'p99':>7} {'':>8} {'p50':>7} {'max':>7}"
     )
 
     def row(label: str, b: Samples, span: float) -> str:
@@ -336,7 +344,8 @@ async def run_phase(
             f"{pct(b.submit, 0.5):8.2f} {pct(b.submit, 0.99):8.2f} "
             f"{pct(b.page, 0.5):7.2f} {pct(b.page, 0.99):7.2f} "
             f"{pct(b.cycle, 0.5):7.2f} {pct(b.cycle, 0.99):7.2f} "
-            f"{b.cycles / span if span > 0 else 0:8.1f}"
+            f"{b.cycles / span if span > 0 else 0:8.1f} "
+            f"{pct(b.fsync, 0.5):7.2f} {max(b.fsync, default=float('nan')):7.2f}"
         )
 
     shown = []
@@ -353,6 +362,7 @@ async def run_phase(
         page=[x for b in buckets for x in b.page],
         cycle=[x for b in buckets for x in b.cycle],
         cycles=sum(b.cycles for b in buckets),
+        fsync=[x for b in buckets for x in b.fsync],
     )
     print(row("overall", total, elapsed), flush=True)
     cycles = max(total.cycles, 1)
@@ -360,6 +370,7 @@ async def run_phase(
         f"   (ms; {len(total.claim):,} claims, {total.cycles:,} decisions, mean cycle "
         f"{statistics.fmean(total.cycle) if total.cycle else float('nan'):.2f} ms)"
     )
+    print(f"   {summary(total.fsync)}")
     if len(shown) > 1:
         first, last = shown[0], shown[-1]
         print(

@@ -10,6 +10,7 @@ from typing import Annotated
 import sqlalchemy as sa
 from fastapi import Depends, Request
 
+from hitl_shared.cache import RefreshingCache
 from hitl_shared.db.models import ApiKey
 from hitl_shared.db.types import utcnow
 from hitl_shared.http import ApiError, RuntimeDep
@@ -47,31 +48,37 @@ async def authenticate(runtime: Runtime, header: str) -> ApiClient:
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("The Authorization header must be `Bearer <key>`.")
     key_hash = hash_api_key(token.strip())
-    cache: dict[str, tuple[float, ApiClient | None, float]] = runtime.state.setdefault(
-        "api_keys", {}
-    )
-    now = time.monotonic()
-    hit = cache.get(key_hash)
-    if hit is None or now - hit[0] > CACHE_SECONDS:
-        async with runtime.sessionmaker() as session:
-            row = (
-                await session.execute(sa.select(ApiKey).where(ApiKey.key_hash == key_hash))
-            ).scalar_one_or_none()
-            client = None
-            touched = hit[2] if hit else 0.0
-            if row is not None and row.revoked_at is None:
-                client = ApiClient(row.id, row.name, row.workflows)
-                if now - touched > TOUCH_EVERY_SECONDS:
-                    row.last_used_at = utcnow()
-                    await session.commit()
-                    touched = now
-        if len(cache) > 10_000:
-            cache.clear()
-        cache[key_hash] = (now, client, touched)
-        hit = cache[key_hash]
-    if hit[1] is None:
+    client = await _api_key_cache(runtime).get(key_hash, lambda: _load_client(runtime, key_hash))
+    if client is None:
         raise _unauthorized("This API key is not valid or has been revoked.")
-    return hit[1]
+    return client
+
+
+def _api_key_cache(runtime: Runtime) -> RefreshingCache[str, ApiClient | None]:
+    cache = runtime.state.get("api_keys")
+    if cache is None:
+        cache = runtime.state["api_keys"] = RefreshingCache[str, ApiClient | None](CACHE_SECONDS)
+        runtime.on_close.append(cache.close)
+    return cache
+
+
+async def _load_client(runtime: Runtime, key_hash: str) -> ApiClient | None:
+    """The key's client (None if unknown or revoked); records "last used" once a minute."""
+    touched: dict[str, float] = runtime.state.setdefault("api_keys.touched", {})
+    async with runtime.sessionmaker() as session:
+        row = (
+            await session.execute(sa.select(ApiKey).where(ApiKey.key_hash == key_hash))
+        ).scalar_one_or_none()
+        if row is None or row.revoked_at is not None:
+            return None
+        now = time.monotonic()
+        if now - touched.get(key_hash, 0.0) > TOUCH_EVERY_SECONDS:
+            row.last_used_at = utcnow()
+            await session.commit()
+            if len(touched) > 10_000:
+                touched.clear()
+            touched[key_hash] = now
+        return ApiClient(row.id, row.name, row.workflows)
 
 
 ClientDep = Annotated[ApiClient, Depends(require_api_key)]
@@ -80,6 +87,4 @@ ClientDep = Annotated[ApiClient, Depends(require_api_key)]
 def forget_api_key(runtime: Runtime, key_hash: str) -> None:
     """Drop a key from this process's cache, so a revocation applies here at once (other
     processes notice within CACHE_SECONDS)."""
-    cache = runtime.state.get("api_keys")
-    if isinstance(cache, dict):
-        cache.pop(key_hash, None)
+    _api_key_cache(runtime).forget(key_hash)

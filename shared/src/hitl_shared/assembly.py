@@ -19,7 +19,7 @@ from hitl_shared.jobrunner import run_job, run_sweepers
 from hitl_shared.jobs import queue_name
 from hitl_shared.metrics import start_http_server
 from hitl_shared.queue.inprocess import InProcessQueue
-from hitl_shared.runtime import Runtime, create_runtime
+from hitl_shared.runtime import Runtime, create_runtime, freeze_startup_heap
 from hitl_shared.service import JobFn, ServiceSpec, SweepFn, discover_services, load_service
 from hitl_shared.settings import Settings, get_settings
 
@@ -35,6 +35,7 @@ def service_app(spec: ServiceSpec, settings: Settings) -> FastAPI:
         runtime = await create_runtime(settings, f"hitl-{spec.name}")
         for hook in spec.on_startup:
             await hook(runtime)
+        freeze_startup_heap()
         return runtime
 
     async def stop(runtime: Runtime) -> None:
@@ -72,6 +73,7 @@ def run_worker(spec: ServiceSpec, settings: Settings, metrics_port: int) -> None
         ctx["runtime"] = await create_runtime(settings, f"hitl-{spec.name}-worker")
         for hook in spec.on_startup:
             await hook(ctx["runtime"])
+        freeze_startup_heap()
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         if "runtime" in ctx:

@@ -56,6 +56,7 @@ def up(port: int | None, host: str, data_dir: Path | None) -> None:
     import uvicorn
 
     from hitl_shared.assembly import Embedded
+    from hitl_shared.runtime import freeze_startup_heap
 
     _logging()
     settings = _settings()
@@ -84,6 +85,7 @@ def up(port: int | None, host: str, data_dir: Path | None) -> None:
         if r and r.demo_items:
             lines.append(f"  Demo items:  {r.demo_items} queued for the AI, then for review")
         click.echo("\n".join(lines) + "\n", err=True)
+        freeze_startup_heap()
 
     embedded.on_ready = announce
     uvicorn.run(embedded.app(), host=host, port=settings.port, log_level="info")

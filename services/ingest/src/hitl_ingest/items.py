@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hitl_ingest.intake import intake_writer
 from hitl_ingest.schemas import ItemCreate, WorkflowView
 from hitl_shared.api_auth import ApiClient
+from hitl_shared.cache import RefreshingCache
 from hitl_shared.db.models import Canary, Item, Workflow, WorkflowVersion
 from hitl_shared.db.types import utcnow
 from hitl_shared.http import ApiError
@@ -37,13 +37,18 @@ class ActiveWorkflow:
 
 
 async def active_workflow(runtime: Runtime, name: str) -> ActiveWorkflow | None:
-    cache: dict[str, tuple[float, ActiveWorkflow | None]] = runtime.state.setdefault(
-        "ingest.workflows", {}
+    """The enabled workflow of that name in its current version (None: no such workflow),
+    cached for a few seconds: a new version or a disabled workflow applies within that time."""
+    cache: RefreshingCache[str, ActiveWorkflow | None] | None = runtime.state.get(
+        "ingest.workflows"
     )
-    now = time.monotonic()
-    hit = cache.get(name)
-    if hit and now - hit[0] < WORKFLOW_CACHE_SECONDS:
-        return hit[1]
+    if cache is None:
+        cache = runtime.state["ingest.workflows"] = RefreshingCache(WORKFLOW_CACHE_SECONDS, 1000)
+        runtime.on_close.append(cache.close)
+    return await cache.get(name, lambda: _load_workflow(runtime, name))
+
+
+async def _load_workflow(runtime: Runtime, name: str) -> ActiveWorkflow | None:
     async with runtime.sessionmaker() as session:
         row = (
             await session.execute(
@@ -56,17 +61,13 @@ async def active_workflow(runtime: Runtime, name: str) -> ActiveWorkflow | None:
                 .where(Workflow.name == name, Workflow.enabled.is_(True))
             )
         ).first()
-    found = None
-    if row is not None:
-        wf, ver = row
-        config = WorkflowConfig.model_validate(ver.config)
-        found = ActiveWorkflow(
-            wf.id, wf.name, ver.version, config, Draft202012Validator(config.input_schema)
-        )
-    if len(cache) > 1000:
-        cache.clear()
-    cache[name] = (now, found)
-    return found
+    if row is None:
+        return None
+    wf, ver = row
+    config = WorkflowConfig.model_validate(ver.config)
+    return ActiveWorkflow(
+        wf.id, wf.name, ver.version, config, Draft202012Validator(config.input_schema)
+    )
 
 
 def request_fingerprint(body: ItemCreate) -> str:
