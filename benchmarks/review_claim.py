@@ -65,6 +65,7 @@ from hitl_review_ui import claims
 from hitl_review_ui.decisions import decide, load_context
 from hitl_shared.db.engine import create_engine, create_sessionmaker
 from hitl_shared.db.migrate import upgrade
+from hitl_shared.runtime import freeze_startup_heap
 from hitl_shared.work import unit_of_work
 from hitl_shared.workflows.config import DEMO_DIR, load_workflow_file
 
@@ -289,6 +290,7 @@ async def run_phase(
     sessionmaker = create_sessionmaker(engine)
     buckets = [Samples() for _ in range(max(1, int(seconds // every) + 1))]
     lags: list[float] = []
+    freeze_startup_heap()  # as the review UI's server process does once it has started
     cpu0 = time.process_time()
     started = time.perf_counter()
     stop_at = started + seconds
