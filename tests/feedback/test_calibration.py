@@ -45,6 +45,22 @@ def test_honest_confidences_are_left_alone() -> None:
     assert fit(raw, step).method == "isotonic"
 
 
+def test_a_map_fitted_on_little_data_must_clearly_win_to_be_applied() -> None:
+    """With 100 honest decisions a Platt curve fitted on noise often edges out the identity
+    on held-out items by chance; applied, it makes honest confidences worse. It has to win by
+    a clear margin, so honest confidences stay as they are in nearly every draw, while a real
+    miscalibration of the same size is still corrected."""
+    kept, corrected = 0, 0
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        raw = rng.uniform(0.3, 1.0, 100)
+        kept += fit(raw, (rng.uniform(size=100) < raw).astype(float)).method == "identity"
+        raw, wrong = overconfident(100, seed)
+        corrected += fit(raw, wrong).method != "identity"
+    assert kept >= 38  # measured: 40 of 40 (the best-loss-wins rule kept about 32)
+    assert corrected >= 36  # measured: 38 of 40
+
+
 def test_few_items_keep_the_identity_and_all_correct_never_means_certain() -> None:
     assert fit(np.array([0.9] * 10), np.ones(10)).method == "identity"
     raw = np.linspace(0.65, 0.75, 40)

@@ -15,6 +15,7 @@ MIN_ITEMS = 30  # below this the map stays the identity: too little evidence to 
 ISOTONIC_FROM = 400  # isotonic needs enough points per step to not overfit
 MIN_SPREAD = 0.02  # raw confidences closer together than this carry no ranking
 CV_FOLDS = 5  # for choosing between identity, Platt and isotonic
+SIGNIFICANCE = 2.0  # standard errors a more complex map must win by (one-sided, ~98%)
 
 
 def fit_platt(raw: np.ndarray, correct: np.ndarray, l2: float = 1e-3) -> tuple[float, float]:
@@ -90,28 +91,35 @@ def _fit_method(method: str, raw: np.ndarray, correct: np.ndarray) -> Calibratio
     return CalibrationMap("identity", {}, len(raw))
 
 
-def _log_loss(p: np.ndarray, y: np.ndarray) -> float:
+def _item_log_loss(p: np.ndarray, y: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-4, 1 - 1e-4)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return np.asarray(-(y * np.log(p) + (1 - y) * np.log(1 - p)), dtype=float)
 
 
 def choose_method(raw: np.ndarray, correct: np.ndarray, folds: int = CV_FOLDS) -> str:
     """The map that predicts correctness best on items it was not fitted on (log loss over
-    ``folds`` interleaved folds): identity when the raw confidences are already as honest as
-    a map fitted on this much data can make them, Platt scaling, or isotonic once there are
-    enough items for it. A map is only worth applying if it beats leaving them alone."""
+    ``folds`` interleaved folds): identity, Platt scaling, or isotonic once there are enough
+    items for it. A more complex map replaces a simpler one only when it is clearly better:
+    its per-item held-out loss lower by more than SIGNIFICANCE standard errors. With little
+    data a map fitted on noise often wins by chance, and applying it makes honest confidences
+    worse (measured: 100 reviewed items, calibration error 0.025 raw, 0.043 mapped)."""
     candidates = ["identity", "platt"] + (["isotonic"] if len(raw) >= ISOTONIC_FROM else [])
     idx = np.arange(len(raw))
-    losses = dict.fromkeys(candidates, 0.0)
+    losses = {m: np.zeros(len(raw)) for m in candidates}
     for f in range(folds):
         test = idx % folds == f
         if not test.any() or test.all():
             continue
         for method in candidates:
             cmap = _fit_method(method, raw[~test], correct[~test])
-            losses[method] += _log_loss(cmap.apply(raw[test]), correct[test]) * test.sum()
-    # Ties (and near-ties) go to the simpler map, in the order listed.
-    return min(candidates, key=lambda m: (round(losses[m] / len(raw), 4), candidates.index(m)))
+            losses[method][test] = _item_log_loss(cmap.apply(raw[test]), correct[test])
+    best = candidates[0]
+    for method in candidates[1:]:
+        gain = losses[best] - losses[method]
+        se = float(gain.std(ddof=1)) / np.sqrt(len(gain)) if len(gain) > 1 else np.inf
+        if float(gain.mean()) > SIGNIFICANCE * se:
+            best = method
+    return best
 
 
 def fit(raw: np.ndarray, correct: np.ndarray, model: str | None = None) -> CalibrationMap:
