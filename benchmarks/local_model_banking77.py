@@ -1,6 +1,6 @@
 """Quality benchmark of the `local` provider's classifier on BANKING77 (run by hand).
 
-    uv run python benchmarks/local_model_banking77.py [--quick] [--repeats 3]
+    uv run python benchmarks/local_model_banking77.py [--quick | --sizes 250,500] [--repeats 3]
 
 Reads ../shared/data/banking77/train.csv (relative to the repository root; never
 copied into the repository), holds out a fixed, seeded 20% for evaluation, and for
@@ -155,6 +155,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"only N={QUICK_SIZES}")
     parser.add_argument("--repeats", type=int, default=3, help="draws of the N items per N")
+    parser.add_argument("--sizes", help=f"comma-separated N (default {SIZES})")
     parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args()
 
@@ -172,7 +173,13 @@ def main() -> None:
     truth = np.array([index[label] for _, label in eval_rows])
     get_encoder()  # load once, outside the timings
 
-    sizes = QUICK_SIZES if args.quick else SIZES
+    sizes = (
+        [int(n) for n in args.sizes.split(",")]
+        if args.sizes
+        else QUICK_SIZES
+        if args.quick
+        else SIZES
+    )
     print(
         f"BANKING77: {len(rows)} items, {len(label_set)} labels; eval {n_eval} (fixed, seed "
         f"{SPLIT_SEED}); training draws from the other {len(pool)}; {args.repeats} repeats per N"
