@@ -52,6 +52,17 @@ class DecisionError(Exception):
     """A decision that cannot be taken; the message is shown to the reviewer."""
 
 
+class TaskGone(DecisionError):
+    """The task is no longer this reviewer's: its lock expired (and the sweeper returned it to
+    the queue, or someone else took it) or it was decided."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This item is no longer assigned to you (its lock expired or it was decided); "
+            "it has gone back to the queue."
+        )
+
+
 @dataclass
 class ReviewContext:
     task: ReviewTask
@@ -254,10 +265,7 @@ async def decide(
     task = ctx.task
     now = utcnow()
     if task.status != TaskStatus.CLAIMED.value or task.claimed_by != reviewer_id:
-        raise DecisionError(
-            "This item is no longer assigned to you (its lock expired or it was decided); "
-            "it has gone back to the queue."
-        )
+        raise TaskGone()
     output: dict[str, Any] | None
     ai_answer = ctx.ai_answer
     if action == "approve":
@@ -328,11 +336,8 @@ async def decide(
             },
         },
     )
-    if not written:
-        raise DecisionError(
-            "This item is no longer assigned to you (its lock expired or it was decided); "
-            "it has gone back to the queue."
-        )
+    if not written:  # the lock was lost between loading the page data and this write
+        raise TaskGone()
     work.enqueue(RECORD_FEEDBACK, decision_id)
     if ctx.item.callback_url and not ctx.is_canary:
         view = await item_view(session, ctx.item)

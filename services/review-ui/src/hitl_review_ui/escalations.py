@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hitl_review_ui.auth import LeadDep, Reviewer, ReviewerDep
-from hitl_review_ui.decisions import DecisionError, ReviewContext, load_context
+from hitl_review_ui.decisions import DecisionError, ReviewContext, TaskGone, load_context
 from hitl_review_ui.ui import redirect
 from hitl_shared.audit import record
 from hitl_shared.db.models import AIResult, ReviewTask, Workflow
@@ -31,10 +31,7 @@ REVIEWER_SOURCE = "reviewer"
 async def escalate_task(work: Work, ctx: ReviewContext, reviewer: Reviewer, reason: str) -> None:
     task = ctx.task
     if task.status != TaskStatus.CLAIMED.value or task.claimed_by != reviewer.id:
-        raise DecisionError(
-            "This item is no longer assigned to you (its lock expired or it was decided); "
-            "it has gone back to the queue."
-        )
+        raise TaskGone()
     if task.level == ReviewLevel.ESCALATED.value:
         raise DecisionError("This item is already with a lead: decide it here.")
     reason = reason.strip()

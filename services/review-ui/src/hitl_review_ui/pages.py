@@ -24,7 +24,13 @@ from hitl_review_ui.auth import (
     read_session,
     session_cookie,
 )
-from hitl_review_ui.decisions import REJECT_REASONS, DecisionError, decide, load_context
+from hitl_review_ui.decisions import (
+    REJECT_REASONS,
+    DecisionError,
+    TaskGone,
+    decide,
+    load_context,
+)
 from hitl_review_ui.ui import FILTERS, reading_seconds
 from hitl_shared.http import RuntimeDep, WorkDep
 from hitl_shared.lifecycle import TaskStatus
@@ -250,9 +256,10 @@ def build_router() -> APIRouter:
                 note,
                 ms,
             )
+        except TaskGone:
+            await work.rollback()
+            return _redirect("/?msg=gone")
         except DecisionError as e:
-            if ctx.task.status != TaskStatus.CLAIMED.value or ctx.task.claimed_by != reviewer.id:
-                return _redirect("/?msg=gone")
             return _render_review(
                 request, reviewer, ctx, queue_workflow, queue_level, str(e), status_code=422
             )
