@@ -61,7 +61,7 @@ def build_router() -> APIRouter:
     )
     async def create_item(request: Request) -> Response:
         """Accept one item for its workflow. Send `Idempotency-Key` to make retries safe."""
-        # Served by `intake_route.ItemIntakeRoute` ahead of the framework; declared here for
+        # Served by `intake_route.item_intake_route` ahead of the framework; declared here for
         # the OpenAPI document, and answers the same way if a request ever reaches it.
         runtime: Runtime = request.app.state.runtime
         status, body, headers = await accept_item(
