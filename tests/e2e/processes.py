@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -76,3 +78,29 @@ class Processes:
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
+
+
+@contextmanager
+def hitl_up(tmp_path: Path) -> Iterator[tuple[str, Processes]]:
+    """`hitl up` as a process on a free port with its own SQLite data directory, the tests'
+    admin password and API key, and no demo items; yields its base URL once it is ready."""
+    from tests.support import ADMIN_PASSWORD, API_KEY
+
+    port = free_port()
+    procs = Processes(
+        {
+            "HITL_BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "HITL_BOOTSTRAP_API_KEY": API_KEY,
+            "HITL_DATABASE_URL": "",
+            "HITL_DEMO_ITEMS": "false",
+            "HITL_DATA_DIR": str(tmp_path / "data"),
+        },
+        tmp_path,
+    )
+    procs.start("up", "up", "--port", str(port))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        procs.wait_http(f"{base}/readyz")
+        yield base, procs
+    finally:
+        procs.stop()

@@ -10,31 +10,15 @@ import httpx
 import pytest
 
 from hitl_shared.workflows.config import DEMO_DIR
-from tests.e2e.processes import Processes, free_port
+from tests.e2e.processes import Processes, hitl_up
 from tests.review_ui.test_browser import ARGS, CHROMIUM, SHOTS, send, sign_in, wait_in_review
 from tests.support import ADMIN_PASSWORD, API_KEY, ScriptedReviewer, unavailable
 
 
 @pytest.fixture
 async def hitl(tmp_path: Path) -> AsyncIterator[tuple[str, Processes]]:
-    port = free_port()
-    procs = Processes(
-        {
-            "HITL_BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "HITL_BOOTSTRAP_API_KEY": API_KEY,
-            "HITL_DATABASE_URL": "",
-            "HITL_DEMO_ITEMS": "false",
-            "HITL_DATA_DIR": str(tmp_path / "data"),
-        },
-        tmp_path,
-    )
-    procs.start("up", "up", "--port", str(port))
-    base = f"http://127.0.0.1:{port}"
-    try:
-        procs.wait_http(f"{base}/readyz")
+    with hitl_up(tmp_path) as (base, procs):
         yield base, procs
-    finally:
-        procs.stop()
 
 
 @pytest.fixture

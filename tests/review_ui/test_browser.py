@@ -10,7 +10,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from tests.e2e.processes import Processes, free_port
+from tests.e2e.processes import hitl_up
 from tests.support import ADMIN_PASSWORD, API_KEY, unavailable
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -29,25 +29,9 @@ SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[str]:
-    port = free_port()
-    procs = Processes(
-        {
-            "HITL_BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "HITL_BOOTSTRAP_API_KEY": API_KEY,
-            "HITL_DATABASE_URL": "",
-            "HITL_DEMO_ITEMS": "false",
-            "HITL_DATA_DIR": str(tmp_path / "data"),
-        },
-        tmp_path,
-    )
-    procs.start("up", "up", "--port", str(port))
-    base = f"http://127.0.0.1:{port}"
-    try:
-        procs.wait_http(f"{base}/readyz")
+    with hitl_up(tmp_path) as (base, procs):
         procs.run("users", "users", "create", "bob", "--password", "bob-password-1")
         yield base
-    finally:
-        procs.stop()
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.processes import Processes, free_port
+from tests.e2e.processes import hitl_up
 from tests.review_ui.test_browser import ARGS, CHROMIUM, SHOTS, send, sign_in, wait_in_review
-from tests.support import ADMIN_PASSWORD, API_KEY, ScriptedReviewer, unavailable
+from tests.support import API_KEY, ScriptedReviewer, unavailable
 
 WF = "support-triage"
 LEAD, LEAD_PASSWORD = "lena", "lena-password-1"
@@ -27,25 +27,9 @@ TICKETS = {
 
 @pytest.fixture
 async def hitl(tmp_path: Path) -> AsyncIterator[str]:
-    port = free_port()
-    procs = Processes(
-        {
-            "HITL_BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "HITL_BOOTSTRAP_API_KEY": API_KEY,
-            "HITL_DATABASE_URL": "",
-            "HITL_DEMO_ITEMS": "false",
-            "HITL_DATA_DIR": str(tmp_path / "data"),
-        },
-        tmp_path,
-    )
-    procs.start("up", "up", "--port", str(port))
-    base = f"http://127.0.0.1:{port}"
-    try:
-        procs.wait_http(f"{base}/readyz")
+    with hitl_up(tmp_path) as (base, procs):
         procs.run("users", "users", "create", LEAD, "--role", "lead", "--password", LEAD_PASSWORD)
         yield base
-    finally:
-        procs.stop()
 
 
 @pytest.fixture
