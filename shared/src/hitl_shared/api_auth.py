@@ -48,18 +48,14 @@ async def authenticate(runtime: Runtime, header: str) -> ApiClient:
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("The Authorization header must be `Bearer <key>`.")
     key_hash = hash_api_key(token.strip())
-    client = await _api_key_cache(runtime).get(key_hash, lambda: _load_client(runtime, key_hash))
+    client = await _api_keys(runtime).get(key_hash, lambda: _load_client(runtime, key_hash))
     if client is None:
         raise _unauthorized("This API key is not valid or has been revoked.")
     return client
 
 
-def _api_key_cache(runtime: Runtime) -> RefreshingCache[str, ApiClient | None]:
-    cache = runtime.state.get("api_keys")
-    if cache is None:
-        cache = runtime.state["api_keys"] = RefreshingCache[str, ApiClient | None](CACHE_SECONDS)
-        runtime.on_close.append(cache.close)
-    return cache
+def _api_keys(runtime: Runtime) -> RefreshingCache[str, ApiClient | None]:
+    return runtime.cache("api_keys", CACHE_SECONDS)
 
 
 async def _load_client(runtime: Runtime, key_hash: str) -> ApiClient | None:
@@ -87,4 +83,4 @@ ClientDep = Annotated[ApiClient, Depends(require_api_key)]
 def forget_api_key(runtime: Runtime, key_hash: str) -> None:
     """Drop a key from this process's cache, so a revocation applies here at once (other
     processes notice within CACHE_SECONDS)."""
-    _api_key_cache(runtime).forget(key_hash)
+    _api_keys(runtime).forget(key_hash)

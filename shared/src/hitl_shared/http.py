@@ -161,15 +161,17 @@ def _count_rejection(request: Request, status: int) -> None:
         INGEST_REJECTED.labels(str(status)).inc()
 
 
+def api_error_response(exc: ApiError) -> JSONResponse:
+    return JSONResponse(
+        error_body(exc.code, exc.message, exc.fields), status_code=exc.status, headers=exc.headers
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         _count_rejection(request, exc.status)
-        return JSONResponse(
-            error_body(exc.code, exc.message, exc.fields),
-            status_code=exc.status,
-            headers=exc.headers,
-        )
+        return api_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

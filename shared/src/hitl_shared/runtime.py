@@ -6,11 +6,12 @@ import gc
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from hitl_shared.cache import RefreshingCache
 from hitl_shared.db.engine import create_engine, create_sessionmaker
 from hitl_shared.queue.base import Queue
 from hitl_shared.settings import Settings
@@ -32,6 +33,16 @@ class Runtime:
 
     def work(self) -> Any:
         return unit_of_work(self.sessionmaker, self.queue)
+
+    def cache(
+        self, name: str, ttl_seconds: float, max_entries: int = 10_000
+    ) -> RefreshingCache[Any, Any]:
+        """This process's cache called ``name`` (made on first use, closed with the runtime)."""
+        cache = self.state.get(name)
+        if cache is None:
+            cache = self.state[name] = RefreshingCache[Any, Any](ttl_seconds, max_entries)
+            self.on_close.append(cache.close)
+        return cast(RefreshingCache[Any, Any], cache)
 
     async def database_ready(self) -> bool:
         try:
@@ -60,9 +71,6 @@ async def create_runtime(
     return Runtime(settings, engine, create_sessionmaker(engine), queue)
 
 
-__all__ = ["Runtime", "Work", "create_runtime"]
-
-
 def freeze_startup_heap() -> None:
     """Once a server process has started, move what start-up built (modules, models, parsed
     workflows) out of the garbage collector's reach: full collections then scan only what
@@ -70,3 +78,6 @@ def freeze_startup_heap() -> None:
     paused each worker for 75-105 ms, which was most of its p99 latency."""
     gc.collect()
     gc.freeze()
+
+
+__all__ = ["Runtime", "Work", "create_runtime", "freeze_startup_heap"]

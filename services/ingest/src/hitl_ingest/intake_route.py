@@ -7,12 +7,11 @@ FastAPI as usual; this answers exactly as the FastAPI route declared in ``endpoi
 
 from __future__ import annotations
 
-import json
-
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hitl_ingest.endpoints import JSON, accept_item
-from hitl_shared.http import ApiError, error_body
+from hitl_shared.http import ApiError, api_error_response
 from hitl_shared.metrics import INGEST_REJECTED
 from hitl_shared.runtime import Runtime
 
@@ -30,30 +29,16 @@ async def item_intake_route(scope: Scope, receive: Receive, send: Send) -> None:
     raw = await _read_body(receive)
     if raw is None:
         return  # the client went away before sending its body
+    response: Response
     try:
         status, body, headers = await accept_item(
             runtime, authorization or "", idempotency_key, raw
         )
+        response = Response(body, status_code=status, headers=headers, media_type=JSON)
     except ApiError as exc:
         INGEST_REJECTED.labels(str(exc.status)).inc()
-        status, headers = exc.status, exc.headers or {}
-        body = json.dumps(
-            error_body(exc.code, exc.message, exc.fields),
-            ensure_ascii=False,
-            separators=(",", ":"),
-        ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", JSON.encode()),
-                (b"content-length", str(len(body)).encode()),
-                *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+        response = api_error_response(exc)
+    await response(scope, receive, send)
 
 
 async def _read_body(receive: Receive) -> bytes | None:

@@ -39,12 +39,9 @@ class ActiveWorkflow:
 async def active_workflow(runtime: Runtime, name: str) -> ActiveWorkflow | None:
     """The enabled workflow of that name in its current version (None: no such workflow),
     cached for a few seconds: a new version or a disabled workflow applies within that time."""
-    cache: RefreshingCache[str, ActiveWorkflow | None] | None = runtime.state.get(
-        "ingest.workflows"
+    cache: RefreshingCache[str, ActiveWorkflow | None] = runtime.cache(
+        "ingest.workflows", WORKFLOW_CACHE_SECONDS, 1000
     )
-    if cache is None:
-        cache = runtime.state["ingest.workflows"] = RefreshingCache(WORKFLOW_CACHE_SECONDS, 1000)
-        runtime.on_close.append(cache.close)
     return await cache.get(name, lambda: _load_workflow(runtime, name))
 
 

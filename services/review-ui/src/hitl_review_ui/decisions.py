@@ -420,8 +420,16 @@ def _item_done(now: Any) -> dict[str, Any]:
     return {"status": ItemStatus.COMPLETED.value, "completed_at": now, "updated_at": now}
 
 
-def _params(table: sa.Table, prefix: str, columns: tuple[str, ...]) -> list[Any]:
-    return [sa.bindparam(f"{prefix}{k}", type_=table.c[k].type).label(k) for k in columns]
+def _binds(table: sa.Table, prefix: str, columns: tuple[str, ...]) -> dict[str, Any]:
+    """A typed parameter per column, named ``prefix + column``."""
+    return {k: sa.bindparam(f"{prefix}{k}", type_=table.c[k].type) for k in columns}
+
+
+def _rows(table: sa.Table, prefix: str, columns: tuple[str, ...], gate: Any) -> sa.Select[Any]:
+    """One row of those parameters per row of ``gate`` (none when the gate is empty)."""
+    return sa.select(*(b.label(k) for k, b in _binds(table, prefix, columns).items())).select_from(
+        gate
+    )
 
 
 def _close_task() -> sa.Update:
@@ -451,17 +459,11 @@ def _decision_statement() -> sa.Select[Any]:
         .select_from(closed)
         .add_cte(
             sa.insert(_DECISIONS)
-            .from_select(
-                _DECISION_COLUMNS,
-                sa.select(*_params(_DECISIONS, "d_", _DECISION_COLUMNS)).select_from(closed),
-            )
+            .from_select(_DECISION_COLUMNS, _rows(_DECISIONS, "d_", _DECISION_COLUMNS, closed))
             .cte("decision"),
             _complete_item().where(sa.select(closed.c.id).exists()).cte("item"),
             sa.insert(_AUDITS)
-            .from_select(
-                _AUDIT_COLUMNS,
-                sa.select(*_params(_AUDITS, "a_", _AUDIT_COLUMNS)).select_from(closed),
-            )
+            .from_select(_AUDIT_COLUMNS, _rows(_AUDITS, "a_", _AUDIT_COLUMNS, closed))
             .cte("audit"),
         )
     )
@@ -469,14 +471,9 @@ def _decision_statement() -> sa.Select[Any]:
 
 @functools.cache
 def _decision_statements() -> tuple[sa.Update, sa.Insert, sa.Update, sa.Insert]:
-    def insert(table: sa.Table, prefix: str, columns: tuple[str, ...]) -> sa.Insert:
-        return sa.insert(table).values(
-            {k: sa.bindparam(f"{prefix}{k}", type_=table.c[k].type) for k in columns}
-        )
-
     return (
         _close_task(),
-        insert(_DECISIONS, "d_", _DECISION_COLUMNS),
+        sa.insert(_DECISIONS).values(_binds(_DECISIONS, "d_", _DECISION_COLUMNS)),
         _complete_item(),
-        insert(_AUDITS, "a_", _AUDIT_COLUMNS),
+        sa.insert(_AUDITS).values(_binds(_AUDITS, "a_", _AUDIT_COLUMNS)),
     )
