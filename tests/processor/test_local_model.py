@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from hitl_processor.local_model import MODEL_NAME, TextClassifier
+from hitl_processor.local_model.classifier import _fit_confidence
 
 # Six labels from unrelated domains; "legal_notice" never gets training examples.
 TOPICS: dict[str, tuple[list[str], list[str]]] = {
@@ -207,3 +208,66 @@ def test_bad_input_is_rejected_or_skipped() -> None:
     texts, labels = make(SEEN[:3], 30, seed=21)
     model = TextClassifier.train([*texts, "stray"], [*labels, "no_such_label"], SEEN[:3])
     assert model.n_examples == 30
+
+
+VAGUE = [
+    "Any update on this?",
+    "Following up on my earlier message",
+    "Can someone get back to me please",
+    "Still waiting for an answer",
+    "Please call me back when you can",
+    "Is anybody reading these?",
+    "Hello, I wrote last week and heard nothing",
+    "What is happening with my request",
+]
+
+
+def vague(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [rng.choice(FILLERS) + rng.choice(VAGUE) + rng.choice(ENDINGS) for _ in range(n)]
+
+
+def test_a_real_label_imbalance_is_kept() -> None:
+    """When vague follow-ups really are mostly about deliveries, the model says so: the
+    smoothing of label counts must not flatten a prior the examples support."""
+    rng = random.Random(4)
+    vague_labels = [
+        "delivery_status" if rng.random() < 0.8 else "refund_request" for _ in range(150)
+    ]
+    clear_texts, clear_labels = make(SEEN, 60, seed=8)
+    model = TextClassifier.train(
+        vague(150, seed=9) + clear_texts, vague_labels + clear_labels, LABELS
+    )
+    probs = model.predict_proba(vague(60, seed=10))
+    delivery = probs[:, LABELS.index("delivery_status")]
+    refund = probs[:, LABELS.index("refund_request")]
+    assert model.prior_pseudocount < 1.0, model  # next to 120 and 30 examples: kept
+    assert delivery.mean() > 0.6, (delivery.mean(), model)
+    assert (delivery > refund).mean() >= 0.75
+
+
+def test_the_label_prior_fit_tells_chance_counts_from_real_imbalance() -> None:
+    """Out-of-fold scores of a model whose intercepts copied its label counts
+    (``evidence + log n_c``): when the labels are really equally common and the counts are
+    chance, the fit removes them; when the counts mirror a real imbalance, it keeps them."""
+    rng = np.random.default_rng(5)
+    k, n, folds, signal = 10, 600, 5, 1.5
+    row_fold = np.arange(n) % folds
+
+    def scores(prior: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.choice(k, size=n, p=prior)
+        evidence = rng.normal(size=(n, k))
+        evidence[np.arange(n), y] += signal
+        return signal * evidence + np.log(counts)[row_fold], y
+
+    uniform = np.full(k, 1.0 / k)
+    chance_counts = rng.integers(1, 9, size=(folds, k)).astype(float)  # 1..8 per label
+    logits, y = scores(uniform, chance_counts)
+    _, _, pseudocount = _fit_confidence(logits, y, 0.001, chance_counts, row_fold)
+    assert pseudocount > 20, pseudocount
+
+    skewed = np.array([0.4, 0.2, 0.1, 0.1, 0.05, 0.05, 0.04, 0.03, 0.02, 0.01])
+    real_counts = np.tile(skewed * 480, (folds, 1))  # a fold model's 480 examples
+    logits, y = scores(skewed, real_counts)
+    _, _, pseudocount = _fit_confidence(logits, y, 0.001, real_counts, row_fold)
+    assert pseudocount < 2, pseudocount

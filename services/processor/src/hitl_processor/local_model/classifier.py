@@ -7,11 +7,22 @@ sklearn's objective with C=30, minimised by a numpy L-BFGS that is ~2.5x faster
 than sklearn's at this size). These choices were measured on BANKING77
 (``benchmarks/local_model_banking77.py``); nothing in them is specific to it.
 
-Confidence: cross-validation on the training examples gives out-of-fold scores;
-a temperature ``T`` and a share ``lam`` of probability spread uniformly over the
-whole label set are fitted to them by likelihood::
+Confidence: cross-validation on the training examples gives out-of-fold scores
+(repeated on other splits up to 500 examples); a label-prior
+pseudo-count ``a``, a temperature ``T`` and a share ``lam`` of probability spread
+uniformly over the whole label set are fitted to them by likelihood::
 
-    p = (1 - lam) * softmax(logits / T)  +  lam / len(label_set)
+    z_c = logit_c + log((n_c + a) / n_c)          (n_c: examples of label c)
+    p = (1 - lam) * softmax(z / T)  +  lam / len(label_set)
+
+A logistic regression's intercepts reproduce the label counts of its training
+examples. With a few examples per label those counts are mostly chance (a label
+seen eight times next to one seen once), and the model then over-trusts its
+frequent labels and under-trusts its rare ones. ``a`` replaces the counts by
+their smoothed estimate ``(n_c + a) / (n + k a)``: large when the counts are
+noise, near zero when the labels really are imbalanced and the counts say so
+(measured on BANKING77 with 250 examples: accuracy 0.63 -> 0.68 and the over-
+confidence of frequent labels gone). It is folded into the intercepts.
 
 ``lam`` estimates how often the answer is a label the model cannot name; it is
 large when data is scarce (held-out items often carry a label absent from the
@@ -57,7 +68,12 @@ MIN_CV_EXAMPLES = 4
 CV_FOLDS_SMALL = 5  # n <= CV_FOLDS_SWITCH
 CV_FOLDS_LARGE = 3  # n > CV_FOLDS_SWITCH: keeps training of 5,000 items well under a minute
 CV_FOLDS_SWITCH = 2000
+# While examples are few, the k-fold is repeated on other splits (CV_REPEAT_BUDGET // n
+# times, at most CV_MAX_REPEATS): training is cheap then, and the fit gets more scores.
+CV_REPEAT_BUDGET = 1000
+CV_MAX_REPEATS = 4
 TEMPERATURE_BOUNDS = (0.05, 20.0)
+PSEUDOCOUNT_BOUNDS = (1e-3, 1e4)  # from "keep the counts" to "all labels equally likely"
 _SEED = 20261125
 
 
@@ -216,6 +232,7 @@ class TextClassifier:
         tfidf: list[_TfidfBlock] | None = None,
         temperature: float = 1.0,
         shrink: float = 1.0,
+        prior_pseudocount: float = 0.0,
         label_descriptions: dict[str, str] | None = None,
         model_name: str = MODEL_NAME,
     ) -> None:
@@ -225,6 +242,8 @@ class TextClassifier:
         self.label_descriptions = dict(label_descriptions or {})
         self.temperature = float(temperature)
         self.shrink = float(shrink)
+        # already folded into the intercepts; kept to show what the fit chose
+        self.prior_pseudocount = float(prior_pseudocount)
         # indices (into labels) of the labels that had examples, in coef row order
         self._classes = np.zeros(0, np.int64) if classes is None else np.asarray(classes, np.int64)
         self._coef = coef
@@ -283,24 +302,14 @@ class TextClassifier:
             embeddings = get_encoder().encode(x_texts).astype(np.float64)
         else:
             embeddings = np.asarray(embeddings, dtype=np.float64)[keep]
-        temperature, shrink = 1.0, max(floor, 0.5)
+        temperature, shrink, pseudocount = 1.0, max(floor, 0.5), 0.0
         if n >= MIN_CV_EXAMPLES:
-            folds = CV_FOLDS_SMALL if n <= CV_FOLDS_SWITCH else CV_FOLDS_LARGE
-            logits = np.full((n, k), -np.inf)
-            splitter = KFold(n_splits=min(folds, n), shuffle=True, random_state=_SEED)
-            unseen_in_fold = 0
-            for fit_rows, held_rows in splitter.split(x_texts):
-                unseen_in_fold += int(np.isin(y[held_rows], y[fit_rows], invert=True).sum())
-                part = cls._fit_parts(
-                    [x_texts[i] for i in fit_rows],
-                    embeddings[fit_rows],
-                    y[fit_rows],
-                    list(label_set),
-                )
-                logits[held_rows] = part._logits(
-                    [x_texts[i] for i in held_rows], embeddings[held_rows]
-                )
-            temperature, shrink = _fit_confidence(logits, y, floor)
+            logits, rows, fold_counts, row_fold, unseen_rate = cls._out_of_fold(
+                x_texts, embeddings, y, list(label_set)
+            )
+            temperature, shrink, pseudocount = _fit_confidence(
+                logits, y[rows], floor, fold_counts, row_fold
+            )
             # The folds' models saw fewer labels than the final one: part of ``shrink`` is
             # the chance that an answer is a label the fold never saw, which is higher than
             # for the final model. Good-Turing estimates the final model's chance (labels
@@ -308,12 +317,55 @@ class TextClassifier:
             # back by its folds' ignorance (measured: under-confident at the top with few
             # examples per label).
             good_turing = float((np.bincount(y, minlength=k) == 1).sum()) / n
-            excess = unseen_in_fold / n - good_turing
+            excess = unseen_rate - good_turing
             shrink = max(floor, shrink - max(0.0, excess))
         model = cls._fit_parts(x_texts, embeddings, y, list(label_set))
+        if pseudocount > 0 and model._intercept is not None and len(model._intercept):
+            counts = np.bincount(y, minlength=k)[model._classes]
+            model._intercept = (model._intercept + _prior_adjustment(counts, pseudocount)).astype(
+                np.float32
+            )
         model.temperature, model.shrink = temperature, shrink
+        model.prior_pseudocount = pseudocount
         model.label_descriptions = dict(label_descriptions or {})
         return model
+
+    @classmethod
+    def _out_of_fold(
+        cls, texts: list[str], embeddings: np.ndarray, y: np.ndarray, label_set: list[str]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+        """Scores of every example by a model that did not see it (k-fold, repeated with
+        other splits while examples are few, so the confidence fit rests on more scores).
+
+        Returns (logits, example index of each row, label counts per fold model, fold of
+        each row, share of rows whose label their fold model never saw).
+        """
+        n = len(y)
+        folds = min(CV_FOLDS_SMALL if n <= CV_FOLDS_SWITCH else CV_FOLDS_LARGE, n)
+        repeats = int(min(CV_MAX_REPEATS, max(1, CV_REPEAT_BUDGET // n)))
+        logits: list[np.ndarray] = []
+        rows: list[np.ndarray] = []
+        counts: list[np.ndarray] = []
+        row_fold: list[np.ndarray] = []
+        unseen = 0
+        for repeat in range(repeats):
+            splitter = KFold(n_splits=folds, shuffle=True, random_state=_SEED + repeat)
+            for fit_rows, held_rows in splitter.split(texts):
+                unseen += int(np.isin(y[held_rows], y[fit_rows], invert=True).sum())
+                part = cls._fit_parts(
+                    [texts[i] for i in fit_rows], embeddings[fit_rows], y[fit_rows], label_set
+                )
+                logits.append(part._logits([texts[i] for i in held_rows], embeddings[held_rows]))
+                rows.append(held_rows)
+                row_fold.append(np.full(len(held_rows), len(counts)))
+                counts.append(np.bincount(y[fit_rows], minlength=len(label_set)))
+        return (
+            np.vstack(logits),
+            np.concatenate(rows),
+            np.stack(counts),
+            np.concatenate(row_fold),
+            unseen / (n * repeats),
+        )
 
     @classmethod
     def _fit_parts(
@@ -405,6 +457,7 @@ class TextClassifier:
             "n_examples": self.n_examples,
             "temperature": self.temperature,
             "shrink": self.shrink,
+            "prior_pseudocount": self.prior_pseudocount,
             "emb_scale": self._emb_scale,
             "label_descriptions": self.label_descriptions,
             "tfidf": [
@@ -454,6 +507,7 @@ class TextClassifier:
             tfidf=tfidf,
             temperature=float(meta["temperature"]),
             shrink=float(meta["shrink"]),
+            prior_pseudocount=float(meta.get("prior_pseudocount", 0.0)),
             label_descriptions=dict(meta.get("label_descriptions") or {}),
             model_name=str(meta["model_name"]),
         )
@@ -462,7 +516,7 @@ class TextClassifier:
         return (
             f"TextClassifier({self.model_name}, labels={len(self.labels)}, "
             f"n_examples={self.n_examples}, T={self.temperature:.2f}, "
-            f"shrink={self.shrink:.3f})"
+            f"shrink={self.shrink:.3f}, prior_pseudocount={self.prior_pseudocount:.3g})"
         )
 
 
@@ -506,30 +560,53 @@ def _mix(logits: np.ndarray, temperature: float, shrink: float) -> np.ndarray:
     return np.asarray(probs / probs.sum(axis=1, keepdims=True))
 
 
-def _fit_confidence(logits: np.ndarray, y: np.ndarray, floor: float) -> tuple[float, float]:
-    """Temperature and shrink that maximise the likelihood of out-of-fold labels."""
+def _prior_adjustment(counts: np.ndarray, pseudocount: float) -> np.ndarray:
+    """``log((n_c + a) / n_c)`` for the label counts ``n_c`` (0 where a label has none)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    seen = counts > 0
+    out = np.zeros_like(counts)
+    out[seen] = np.log((counts[seen] + pseudocount) / counts[seen])
+    return out
+
+
+def _fit_confidence(
+    logits: np.ndarray,
+    y: np.ndarray,
+    floor: float,
+    fold_counts: np.ndarray,
+    row_fold: np.ndarray,
+) -> tuple[float, float, float]:
+    """Temperature, shrink and label-prior pseudo-count that maximise the likelihood of
+    out-of-fold labels. ``fold_counts[f]``: label counts fold ``f``'s model was trained on;
+    ``row_fold[i]``: the fold whose model scored row ``i``."""
     rows = np.arange(len(y))
     lo_t, hi_t = TEMPERATURE_BOUNDS
+    lo_a, hi_a = PSEUDOCOUNT_BOUNDS
     floor = min(max(floor, 1e-6), 0.99)
 
-    def nll(params: np.ndarray) -> float:
-        temperature = math.exp(params[0])
+    def unpack(params: np.ndarray) -> tuple[float, float, float]:
         shrink = floor + (0.999 - floor) / (1.0 + math.exp(-params[1]))
-        p = _mix(logits, temperature, shrink)[rows, y]
+        return math.exp(params[0]), shrink, math.exp(params[2])
+
+    def nll(params: np.ndarray) -> float:
+        temperature, shrink, pseudocount = unpack(params)
+        adjusted = logits + _prior_adjustment(fold_counts, pseudocount)[row_fold]
+        p = _mix(adjusted, temperature, shrink)[rows, y]
         return float(-np.log(np.maximum(p, 1e-12)).mean())
 
     best: tuple[float, np.ndarray] | None = None
     for start_shrink in (-4.0, 0.0):
         result = minimize(
             nll,
-            np.array([0.0, start_shrink]),
+            np.array([0.0, start_shrink, 0.0]),
             method="L-BFGS-B",
-            bounds=[(math.log(lo_t), math.log(hi_t)), (-12.0, 12.0)],
+            bounds=[
+                (math.log(lo_t), math.log(hi_t)),
+                (-12.0, 12.0),
+                (math.log(lo_a), math.log(hi_a)),
+            ],
         )
         if best is None or result.fun < best[0]:
             best = (float(result.fun), result.x)
     assert best is not None
-    params = best[1]
-    temperature = math.exp(params[0])
-    shrink = floor + (0.999 - floor) / (1.0 + math.exp(-params[1]))
-    return temperature, shrink
+    return unpack(best[1])
