@@ -576,9 +576,19 @@ def _fit_confidence(
     fold_counts: np.ndarray,
     row_fold: np.ndarray,
 ) -> tuple[float, float, float]:
-    """Temperature, shrink and label-prior pseudo-count that maximise the likelihood of
-    out-of-fold labels. ``fold_counts[f]``: label counts fold ``f``'s model was trained on;
-    ``row_fold[i]``: the fold whose model scored row ``i``."""
+    """Temperature, shrink and label-prior pseudo-count, fitted on out-of-fold scores.
+
+    The pseudo-count (with a provisional temperature and shrink) maximises the likelihood
+    of the out-of-fold labels: the label prior is about the whole distribution. Temperature
+    and shrink are then refitted to maximise the likelihood of whether each top answer was
+    right, which is the confidence routing acts on. (Measured on BANKING77 at 250
+    examples: the whole-distribution fit bends the top answer's confidence, over-confident
+    at 0.5-0.8 and held below 0.95 where 97% are right; ECE 0.039 -> 0.035, and the same
+    two parameters fitted on the evaluation set itself reach 0.022, the sampling floor.)
+
+    ``fold_counts[f]``: label counts fold ``f``'s model was trained on; ``row_fold[i]``:
+    the fold whose model scored row ``i``.
+    """
     rows = np.arange(len(y))
     lo_t, hi_t = TEMPERATURE_BOUNDS
     lo_a, hi_a = PSEUDOCOUNT_BOUNDS
@@ -609,4 +619,21 @@ def _fit_confidence(
         if best is None or result.fun < best[0]:
             best = (float(result.fun), result.x)
     assert best is not None
-    return unpack(best[1])
+    temperature, shrink, pseudocount = unpack(best[1])
+
+    adjusted = logits + _prior_adjustment(fold_counts, pseudocount)[row_fold]
+    right = _mix(adjusted, 1.0, 0.5).argmax(axis=1) == y  # the same for any T and shrink
+
+    def top_nll(params: np.ndarray) -> float:
+        temperature, shrink, _ = unpack(np.array([params[0], params[1], 0.0]))
+        top = np.clip(_mix(adjusted, temperature, shrink).max(axis=1), 1e-12, 1 - 1e-12)
+        return float(-np.where(right, np.log(top), np.log1p(-top)).mean())
+
+    result = minimize(
+        top_nll,
+        best[1][:2],
+        method="L-BFGS-B",
+        bounds=[(math.log(lo_t), math.log(hi_t)), (-12.0, 12.0)],
+    )
+    temperature, shrink, _ = unpack(np.array([result.x[0], result.x[1], 0.0]))
+    return temperature, shrink, pseudocount
