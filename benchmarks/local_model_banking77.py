@@ -11,6 +11,9 @@ draw per repeat; figures are means over repeats, cov@98 also shows min-max):
 - cov@98     share of evaluation items that can be covered keeping >= 98% accuracy,
              taking items in decreasing confidence order
 - ECE raw    expected calibration error (10 bins) of the classifier's own confidence
+- floor      ECE a perfectly calibrated model with the same confidences would show on this
+             evaluation set (outcomes drawn at those confidences, mean of 200 draws): the
+             part of ECE that is sampling noise of 2,001 evaluation items, not miscalibration
 - ECE cal    the same after the feedback service's own calibration map
              (`hitl_feedback.calibration.fit`: identity, Platt or isotonic, whichever
              predicts correctness best on held-out decisions) fitted only on a held-out 20%
@@ -75,6 +78,14 @@ def coverage_at(probs: np.ndarray, truth: np.ndarray, target: float = 0.98) -> f
     running = np.cumsum(correct) / np.arange(1, len(correct) + 1)
     ok = np.nonzero(running >= target)[0]
     return float((ok.max() + 1) / len(truth)) if len(ok) else 0.0
+
+
+def ece_floor(confidence: np.ndarray, draws: int = 200, seed: int = 0) -> float:
+    """Mean ECE of outcomes drawn at exactly ``confidence``: what sampling alone gives."""
+    rng = np.random.default_rng(seed)
+    return float(
+        np.mean([ece(confidence, rng.random(len(confidence)) < confidence) for _ in range(draws)])
+    )
 
 
 def ece(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
@@ -185,7 +196,8 @@ def main() -> None:
         f"{SPLIT_SEED}); training draws from the other {len(pool)}; {args.repeats} repeats per N"
     )
     header = (
-        f"{'N':>5} | {'acc':>5} | {'cov@98 (min-max)':>17} | {'ECE raw':>7} | {'ECE cal':>7} | "
+        f"{'N':>5} | {'acc':>5} | {'cov@98 (min-max)':>17} | {'ECE raw':>7} | {'floor':>5} | "
+        f"{'ECE cal':>7} | "
         f"{'train s (cpu)':>13} | {'items/s 1 core':>14} | {'MB':>4}"
     )
     print(header)
@@ -222,6 +234,7 @@ def main() -> None:
                     correct.mean(),
                     coverage_at(probs, truth),
                     ece(confidence, correct),
+                    ece_floor(confidence),
                     ece(calibrated, correct),
                     train_s,
                     train_cpu,
@@ -232,10 +245,11 @@ def main() -> None:
                 size_mb = len(blob) / 1e6
                 speed = one_core_throughput(blob, eval_texts)
         r = np.array(results)
-        acc, cov, ece_raw, ece_cal, train_s, train_cpu = r.mean(axis=0)
+        acc, cov, ece_raw, floor, ece_cal, train_s, train_cpu = r.mean(axis=0)
         cov_range = f"{cov:.3f} ({r[:, 1].min():.2f}-{r[:, 1].max():.2f})"
         print(
-            f"{n:>5} | {acc:5.3f} | {cov_range:>17} | {ece_raw:7.3f} | {ece_cal:7.3f} | "
+            f"{n:>5} | {acc:5.3f} | {cov_range:>17} | {ece_raw:7.3f} | {floor:5.3f} | "
+            f"{ece_cal:7.3f} | "
             f"{f'{train_s:.1f} ({train_cpu:.0f})':>13} | {speed:14.0f} | {size_mb:4.1f}",
             flush=True,
         )
