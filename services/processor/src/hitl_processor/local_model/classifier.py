@@ -8,9 +8,10 @@ than sklearn's at this size). These choices were measured on BANKING77
 (``benchmarks/local_model_banking77.py``); nothing in them is specific to it.
 
 Confidence: cross-validation on the training examples gives out-of-fold scores
-(repeated on other splits up to 500 examples); a label-prior
-pseudo-count ``a``, a temperature ``T`` and a share ``lam`` of probability spread
-uniformly over the whole label set are fitted to them by likelihood::
+(repeated on other splits up to 500 examples); a label-prior pseudo-count ``a``, a
+temperature ``T`` and a share ``lam`` of probability spread uniformly over the whole
+label set are fitted to them (``a`` by the likelihood of the labels, then ``T`` and
+``lam`` by the likelihood of the top answer being right; see ``_fit_confidence``)::
 
     z_c = logit_c + log((n_c + a) / n_c)          (n_c: examples of label c)
     p = (1 - lam) * softmax(z / T)  +  lam / len(label_set)
@@ -24,10 +25,10 @@ noise, near zero when the labels really are imbalanced and the counts say so
 (measured on BANKING77 with 250 examples: accuracy 0.63 -> 0.68 and the over-
 confidence of frequent labels gone). It is folded into the intercepts.
 
-``lam`` estimates how often the answer is a label the model cannot name; it is
-large when data is scarce (held-out items often carry a label absent from the
-fold) and never smaller than ``SHRINK_PRIOR / (n + SHRINK_PRIOR)``. Labels without
-examples get ``lam / len(label_set)`` only, which is at most ``1 / len(label_set)``.
+``lam`` keeps the top answer's confidence below 1 by how often the out-of-fold top
+answer was wrong even at the highest scores (often a label absent from the fold); it
+is large when data is scarce and never smaller than ``SHRINK_PRIOR / (n + SHRINK_PRIOR)``.
+Labels without examples get ``lam / len(label_set)`` only, at most ``1 / len(label_set)``.
 With fewer than two labels seen, or fewer than ``MIN_CV_EXAMPLES`` examples, no
 cross-validation is possible and ``lam`` is at least 0.5.
 
@@ -619,10 +620,10 @@ def _fit_confidence(
         if best is None or result.fun < best[0]:
             best = (float(result.fun), result.x)
     assert best is not None
-    temperature, shrink, pseudocount = unpack(best[1])
+    pseudocount = unpack(best[1])[2]
 
     adjusted = logits + _prior_adjustment(fold_counts, pseudocount)[row_fold]
-    right = _mix(adjusted, 1.0, 0.5).argmax(axis=1) == y  # the same for any T and shrink
+    right = adjusted.argmax(axis=1) == y  # the top answer, whatever T and shrink
 
     def top_nll(params: np.ndarray) -> float:
         temperature, shrink, _ = unpack(np.array([params[0], params[1], 0.0]))
