@@ -1,6 +1,7 @@
 """Quality benchmark of the `local` provider's classifier on BANKING77 (run by hand).
 
     uv run python benchmarks/local_model_banking77.py [--quick | --sizes 250,500] [--repeats 3]
+        [--label-skew 1]
 
 Reads ../shared/data/banking77/train.csv (relative to the repository root; never
 copied into the repository), holds out a fixed, seeded 20% for evaluation, and for
@@ -162,12 +163,30 @@ def one_core_throughput(model_bytes: bytes, texts: list[str]) -> float:
 # --------------------------------------------------------------------------------- main
 
 
+def _item_shares(
+    rows: list[tuple[str, str]], weight: np.ndarray, index: dict[str, int]
+) -> np.ndarray:
+    """Per-item draw probabilities that give label ``c`` a share ~ ``weight[c]``."""
+    labels = np.array([index[label] for _, label in rows])
+    per_item = weight[labels] / np.bincount(labels, minlength=len(weight))[labels]
+    return np.asarray(per_item / per_item.sum())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"only N={QUICK_SIZES}")
     parser.add_argument("--repeats", type=int, default=3, help="draws of the N items per N")
     parser.add_argument("--sizes", help=f"comma-separated N (default {SIZES})")
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument(
+        "--label-skew",
+        type=float,
+        default=0.0,
+        help="S > 0: labels get frequencies ~ 1/rank^S (a new random ranking per repeat) in "
+        "both the training draws and the evaluation set (resampled to 3,000 items), to check "
+        "the learning loop where some labels are much more common than others; training "
+        "draws stay distinct items, so at large N the most common labels run short",
+    )
     args = parser.parse_args()
 
     from hitl_processor.local_model import TextClassifier, get_encoder
@@ -194,6 +213,11 @@ def main() -> None:
     print(
         f"BANKING77: {len(rows)} items, {len(label_set)} labels; eval {n_eval} (fixed, seed "
         f"{SPLIT_SEED}); training draws from the other {len(pool)}; {args.repeats} repeats per N"
+        + (
+            f"; label frequencies ~ 1/rank^{args.label_skew:g} (eval resampled to 3,000)"
+            if args.label_skew > 0
+            else ""
+        )
     )
     header = (
         f"{'N':>5} | {'acc':>5} | {'cov@98 (min-max)':>17} | {'ECE raw':>7} | {'floor':>5} | "
@@ -207,7 +231,19 @@ def main() -> None:
         speed = float("nan")
         size_mb = 0.0
         for repeat in range(args.repeats):
-            pick = np.random.default_rng(1000 * repeat + n).permutation(len(pool))[:n]
+            rng = np.random.default_rng(1000 * repeat + n)
+            if args.label_skew > 0:
+                rank = np.random.default_rng(500 + repeat).permutation(len(label_set))
+                weight = 1.0 / (1.0 + rank) ** args.label_skew
+                pick = rng.choice(len(pool), n, replace=False, p=_item_shares(pool, weight, index))
+                at = rng.choice(
+                    n_eval, 3000, replace=True, p=_item_shares(eval_rows, weight, index)
+                )
+                eval_texts_r = [eval_texts[i] for i in at]
+                truth_r = truth[at]
+            else:
+                pick = rng.permutation(len(pool))[:n]
+                eval_texts_r, truth_r = eval_texts, truth
             texts = [pool[i][0] for i in pick]
             labels = [pool[i][1] for i in pick]
 
@@ -215,9 +251,9 @@ def main() -> None:
             model = TextClassifier.train(texts, labels, label_set)
             train_s = time.perf_counter() - start
             train_cpu = time.process_time() - cpu_start
-            probs = model.predict_proba(eval_texts)
+            probs = model.predict_proba(eval_texts_r)
             confidence = probs.max(axis=1)
-            correct = probs.argmax(axis=1) == truth
+            correct = probs.argmax(axis=1) == truth_r
 
             # calibration map from the reviewed items only: fit on 80%, score the other 20%
             cut = round(0.8 * n)
@@ -232,7 +268,7 @@ def main() -> None:
             results.append(
                 (
                     correct.mean(),
-                    coverage_at(probs, truth),
+                    coverage_at(probs, truth_r),
                     ece(confidence, correct),
                     ece_floor(confidence),
                     ece(calibrated, correct),
