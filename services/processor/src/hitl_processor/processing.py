@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -78,7 +79,7 @@ async def process_item(work: Work, runtime: Runtime, item_id: str) -> None:
         )
     if outcome.error is None and config.task_type == "extract":
         check_extraction(config, item.input, outcome)
-    outcome.flags = sorted(set(outcome.flags) | set(safety_flags(text)))
+    outcome.flags = sorted(set(outcome.flags) | set(await asyncio.to_thread(safety_flags, text)))
     if outcome.error is None:
         cmap = await calibration_for(runtime, session, item.workflow_id)
         if cmap.applies_to(outcome.model):
