@@ -46,13 +46,14 @@ _FAMILIES: dict[str, str] = {
     r"|model|llm|gpt|language\s+model)\b|\bas\s+an\s+ai(\s+language)?\s+model\b",
     # Writing to the automated reader by role: "note for the automated reviewer",
     # "instructions for the language model", "as the model processing this", "hey bot,".
+    # ("note for the agent" or "for the assistant" can mean a person: those need "automated")
     "reader": r"\b(note|notes|message|instructions?|attention|memo)\s+(to|for)\s+(the\s+|any\s+)?"
-    r"(automated\s+|automatic\s+|ai\s+|language\s+|machine\s+)?(reviewer|system|model|llm"
-    r"|classifier|bot|assistant|agent|screener|filter)\b"
+    r"((automated|automatic|ai|language|machine)\s+(reviewer|system|model|assistant|agent"
+    r"|screener|filter)|llm|classifier|bot|chatbot|ai)\b"
     r"|\battention,?\s+(automated|ai)\s+(system|reviewer|model|assistant)\b"
     r"|\bas\s+the\s+(ai|model|llm|system|classifier|bot|assistant)\s+(processing|reading"
     r"|reviewing|handling|analy[sz]ing|screening)\b"
-    r"|^\s*(hey|hi|hello|dear|ok|okay)?,?\s*(ai|bot|llm|gpt|chatgpt|model)\s*[:,]\s"
+    r"|^\s*(hey|hi|hello|dear|ok|okay)?,?\s*(ai|bot|llm|gpt|chatgpt)\s*[:,]\s"
     r"|\b(tell|instruct|inform)\s+the\s+(classifier|model|ai|bot|system|algorithm)\s+(that|to)\b",
     # Claiming authority over the model's instructions.
     "authority": r"\b(your|the|my|all)\s+(previous|prior|earlier|original|old)\s+(directions"
