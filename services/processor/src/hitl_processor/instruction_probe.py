@@ -77,7 +77,8 @@ class InstructionProbe:
             return 0.0
         return float(self.score_embeddings(get_encoder().encode(parts)).max())
 
-    def flags(self, text: str) -> bool:
+    def speaks_to_the_ai(self, text: str) -> bool:
+        """Whether a segment of ``text`` scores at or above the threshold."""
         return self.score(text) >= self.threshold
 
 

@@ -101,7 +101,7 @@ def injection_signals(text: str, *, learned: bool = True) -> list[str]:
         found.add("hidden_characters")
     if learned and not found:
         probe = instruction_probe()
-        if probe is not None and probe.flags(text):
+        if probe is not None and probe.speaks_to_the_ai(text):
             found.add("instruction_probe")
     return sorted(found)
 
